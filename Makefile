@@ -1,0 +1,21 @@
+# `make run` trains the pipeline, `make test` runs the tests; both create .venv and
+# install the pinned dependencies first, and skip that when it is already up to date.
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test bench
+
+$(INSTALLED): pyproject.toml requirements.lock
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e .
+	touch $@
+
+run: $(INSTALLED)
+	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
+
+test: $(INSTALLED)
+	PATH="$(CURDIR)/$(BIN):$$PATH" pytest
+
+bench: $(INSTALLED)
+	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/train_speed.py

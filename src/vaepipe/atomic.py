@@ -1,0 +1,52 @@
+"""Atomic outputs: write to a temporary name beside the target, then rename.
+
+A reader (or DVC) never sees a half-written file: either the old output, none, or the
+complete new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path, *, directory: bool = False):
+    """Yield a temporary path in target's folder; on success rename it onto `target`."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if directory:
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    else:
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        yield tmp
+        if directory and target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(target: str | Path, data) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_text(target: str | Path, text: str) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)
+
+
+def write_csv(target: str | Path, rows: list[dict]) -> None:
+    """Rows of one shape as CSV; floats in repr form, so equal runs give equal bytes."""
+    header = list(rows[0])
+    lines = [",".join(header)] + [",".join(repr(row[key]) for key in header) for row in rows]
+    write_text(target, "\n".join(lines) + "\n")

@@ -1,0 +1,129 @@
+"""Numbers about a trained model, per image and in nats.
+
+`score` is the notebook's test loss (z = μ). The rest go beyond the notes: the sampled
+negative ELBO, the importance-weighted bound of Burda et al. (2016), active units, and
+scores of sample quality from a classifier's features.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from vaepipe.loss import TERMS, kl_per_dim, reconstruction, vae_loss
+
+CHUNK = 2000  # images per forward pass when scoring: bounds memory, not results
+ACTIVE_THRESHOLD = 0.01  # Burda et al.'s threshold on Cov_x(E_q[z_u])
+
+
+def chunks(n: int, size: int = CHUNK):
+    return (slice(start, min(n, start + size)) for start in range(0, n, size))
+
+
+@torch.no_grad()
+def score(model, x: torch.Tensor, *, beta: float, likelihood: str
+          ) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+    """Mean loss terms per image with z = μ, and every image's μ and log σ²."""
+    model.eval()
+    totals = torch.zeros(len(TERMS), device=x.device)
+    mus, logvars = [], []
+    for part in chunks(len(x)):
+        mu, logvar = model.encode(x[part])
+        terms = vae_loss(model.decode_logits(mu), x[part], mu, logvar, beta=beta, likelihood=likelihood)
+        totals += torch.stack([terms[name] for name in TERMS])
+        mus.append(mu)
+        logvars.append(logvar)
+    return dict(zip(TERMS, (totals / len(x)).tolist())), torch.cat(mus), torch.cat(logvars)
+
+
+def sample_posterior(mu, logvar, k: int, generator: torch.Generator | None) -> torch.Tensor:
+    """k draws z = μ + ε ⊙ σ for every image: [k, N, d]."""
+    eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + eps * logvar.mul(0.5).exp()
+
+
+def log_normal(z: torch.Tensor, mu, logvar) -> torch.Tensor:
+    """log N(z; μ, diag σ²), summed over the last dimension."""
+    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) / logvar.exp()).sum(-1)
+
+
+def decoder_log_likelihood(model, likelihood: str) -> Callable:
+    """log p(x|z) = −reconstruction (for `gaussian`, without the constant ½·784·log 2π)."""
+    def log_likelihood(x, z):  # x: [N, 784], z: [k, N, d] -> [k, N]
+        k, n = z.shape[:2]
+        logits = model.decode_logits(z.reshape(k * n, -1))
+        return -reconstruction(logits, x.repeat(k, 1), likelihood).view(k, n)
+    return log_likelihood
+
+
+@torch.no_grad()
+def neg_elbo(log_likelihood: Callable, x, mu, logvar, samples: int,
+             generator: torch.Generator | None = None) -> float:
+    """−ELBO with β = 1 per image: E_q[−log p(x|z)] over `samples` draws + KL (closed form)."""
+    total = 0.0
+    for part in chunks(len(x), max(1, CHUNK // samples)):
+        z = sample_posterior(mu[part], logvar[part], samples, generator)
+        recon = -log_likelihood(x[part], z).mean(0)
+        total += (recon + kl_per_dim(mu[part], logvar[part]).sum(-1)).sum().item()
+    return total / len(x)
+
+
+@torch.no_grad()
+def iw_nll(log_likelihood: Callable, x, mu, logvar, k: int,
+           generator: torch.Generator | None = None) -> float:
+    """−log p(x) bounded by −log (1/k) Σᵢ p(x|zᵢ) p(zᵢ) / q(zᵢ|x), zᵢ ~ q(z|x), per image.
+
+    Burda et al. (2016): with k = 1 this is the negative ELBO; it tightens as k grows.
+    """
+    total = 0.0
+    zeros = torch.zeros_like(mu[:1])
+    for part in chunks(len(x), max(1, CHUNK // k)):
+        z = sample_posterior(mu[part], logvar[part], k, generator)
+        log_w = log_likelihood(x[part], z)
+        log_w = log_w + log_normal(z, zeros, zeros) - log_normal(z, mu[part], logvar[part])
+        total -= (torch.logsumexp(log_w, dim=0) - math.log(k)).sum().item()
+    return total / len(x)
+
+
+def active_units(mu: torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> int:
+    """Latent dimensions u whose posterior mean varies across inputs: Cov_x(E_q[z_u]) > 0.01."""
+    return int((mu.double().var(dim=0, unbiased=False) > threshold).sum())
+
+
+def class_balance(predicted: torch.Tensor, classes: int = 10) -> float:
+    """Entropy of the predicted-class histogram / log(classes): 1 = all classes equally often."""
+    p = torch.bincount(predicted, minlength=classes).double() / len(predicted)
+    p = p[p > 0]
+    return float(-(p * p.log()).sum() / math.log(classes))
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """‖m₁ − m₂‖² + Tr(C₁ + C₂ − 2 (C₁C₂)^½) between Gaussians fitted to two feature sets."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    mean_a, mean_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    # Tr (C₁C₂)^½ = Σ √λ of the symmetric C₁^½ C₂ C₁^½, which eigh handles stably
+    values, vectors = np.linalg.eigh(cov_a)
+    root_a = (vectors * np.sqrt(values.clip(min=0))) @ vectors.T
+    cross = np.linalg.eigvalsh(root_a @ cov_b @ root_a).clip(min=0)
+    return float(((mean_a - mean_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b)
+                 - 2 * np.sqrt(cross).sum())
+
+
+@torch.no_grad()
+def test_report(model, hparams: dict, x: torch.Tensor, *, elbo_samples: int, iw_samples: int,
+                generator: torch.Generator) -> tuple[dict[str, float], torch.Tensor]:
+    """The test-set metrics of eval.json, and the mean KL of each latent dimension."""
+    likelihood = hparams["likelihood"]
+    report, mu, logvar = score(model, x, beta=hparams["beta"], likelihood=likelihood)
+    log_likelihood = decoder_log_likelihood(model, likelihood)
+    report["neg_elbo"] = neg_elbo(log_likelihood, x, mu, logvar, elbo_samples, generator)
+    if hparams["variational"]:  # the AE defines no posterior to weight samples by
+        report["iw_nll"] = iw_nll(log_likelihood, x, mu, logvar, iw_samples, generator)
+    report["mse"] = sum((x[part] - model.decode(mu[part])).pow(2).sum().item()
+                        for part in chunks(len(x))) / x.numel()
+    report["active_units"] = active_units(mu)
+    return report, kl_per_dim(mu, logvar).mean(dim=0).cpu()

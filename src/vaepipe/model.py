@@ -1,0 +1,82 @@
+"""The VAE of the notes (week 8, "Implementation of Variational Autoencoder").
+
+The classic AE is the same network without sampling: its code h is μ.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import torch
+from torch import nn
+
+from vaepipe.atomic import atomic_path
+from vaepipe.data import PIXELS
+from vaepipe.errors import UserError
+
+
+class VAE(nn.Module):
+    def __init__(self, d: int = 20, variational: bool = True):
+        super().__init__()
+        self.d = d
+        self.variational = variational
+        self.encoder = nn.Sequential(
+            nn.Linear(PIXELS, d ** 2),
+            nn.ReLU(),
+            nn.Linear(d ** 2, d * 2),
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(d, d ** 2),
+            nn.ReLU(),
+            nn.Linear(d ** 2, PIXELS),
+            nn.Sigmoid(),
+        )
+
+    def reparameterise(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        if self.training and self.variational:
+            std = logvar.mul(0.5).exp()
+            eps = torch.randn_like(std)
+            return eps.mul(std).add(mu)
+        return mu
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu_logvar = self.encoder(x.view(-1, PIXELS)).view(-1, 2, self.d)
+        return mu_logvar[:, 0, :], mu_logvar[:, 1, :]
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder without its final Sigmoid: the loss takes logits, for stability."""
+        return self.decoder[:-1](z)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x̂ as logits, μ, log σ²)."""
+        mu, logvar = self.encode(x)
+        z = self.reparameterise(mu, logvar)
+        return self.decode_logits(z), mu, logvar
+
+
+def hyperparameters(model: VAE) -> dict:
+    return {"d": model.d, "variational": model.variational}
+
+
+def save_model(path, model: VAE, extra: dict) -> None:
+    """State dict plus what built it, loadable with weights_only=True."""
+    state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": state, "hparams": {**hyperparameters(model), **extra}}, tmp)
+
+
+def load_model(path, device: torch.device | str = "cpu") -> tuple[VAE, dict]:
+    """The trained model (in evaluation mode) and its hyper-parameters."""
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+        hparams = checkpoint["hparams"]
+        model = VAE(hparams["d"], hparams["variational"]).to(device)
+        model.load_state_dict(checkpoint["state_dict"])
+    except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, EOFError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{path} is not a model this project wrote ({reason}); "
+                        "run `dvc repro train --force` to rebuild it") from None
+    return model.eval(), hparams

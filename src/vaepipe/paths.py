@@ -1,0 +1,19 @@
+"""Where each stage writes, relative to the project root (dvc.yaml names the same paths)."""
+
+from pathlib import Path
+
+RAW = Path("data/raw")
+NORMALIZED = Path("data/normalized")
+MODEL = Path("models/model.pt")
+SNAPSHOTS = Path("models/snapshots")
+CLASSIFIER = Path("models/classifier.pt")
+METRICS = Path("metrics")
+PLOTS = Path("plots")
+
+
+def normalized(split: str) -> Path:
+    return NORMALIZED / f"{split}.pt"
+
+
+def snapshot(epoch: int) -> str:
+    return f"epoch-{epoch:03d}.pt"

@@ -1,0 +1,133 @@
+"""Training: seeded, in-memory, batched by index, one host sync per progress update."""
+
+from __future__ import annotations
+
+import random
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vaepipe.errors import UserError
+from vaepipe.loss import TERMS, vae_loss
+from vaepipe.metrics import score
+from vaepipe.model import VAE
+
+PROGRESS_UPDATES = 10  # running-loss refreshes per epoch: each one is a host sync on a GPU
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def pick_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise UserError("train.device: cuda was asked for but no CUDA GPU is visible; "
+                        "set it to auto or cpu")
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(choice)
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
+    # one fused kernel per step on CUDA; the multi-tensor (foreach) path on CPU
+    if device.type == "cuda":
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    return torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
+
+
+@dataclass
+class History:
+    """One row per epoch (row 0: the untrained model) and the test-set codes at each."""
+
+    rows: list[dict] = field(default_factory=list)
+    codes: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    def record(self, epoch: int, train_terms: dict, test_terms: dict, mu, logvar) -> None:
+        row = {"epoch": epoch}
+        row.update({f"train_{name}": value for name, value in train_terms.items()})
+        row.update({f"test_{name}": value for name, value in test_terms.items()})
+        self.rows.append(row)
+        self.codes[epoch] = (mu.cpu(), logvar.cpu())
+        print(f"epoch {epoch:3d}: train loss {train_terms['loss']:.2f}, test loss "
+              f"{test_terms['loss']:.2f} (recon {test_terms['recon']:.2f}, kl "
+              f"{test_terms['kl']:.2f}) per image", file=sys.stderr)
+
+
+def batch_loss(model: VAE, batch: torch.Tensor, *, beta: float, likelihood: str) -> dict:
+    logits, mu, logvar = model(batch)
+    return vae_loss(logits, batch, mu, logvar, beta=beta, likelihood=likelihood)
+
+
+def train_epoch(model: VAE, optimizer, x: torch.Tensor, *, epoch: int, batch_size: int,
+                beta: float, likelihood: str, generator: torch.Generator,
+                progress: bool = True) -> dict[str, float]:
+    """One pass over `x` in a seeded random order; returns the mean terms per image."""
+    model.train()
+    order = torch.randperm(len(x), generator=generator).to(x.device)
+    starts = range(0, len(x), batch_size)
+    batch_terms = torch.zeros(len(starts), len(TERMS), device=x.device)
+    refresh = max(1, len(starts) // PROGRESS_UPDATES)
+    with tqdm(total=len(starts), desc=f"epoch {epoch}", unit="batch", leave=False,
+              disable=None if progress else True, file=sys.stderr) as bar:
+        for i, start in enumerate(starts):
+            terms = batch_loss(model, x[order[start:start + batch_size]], beta=beta,
+                               likelihood=likelihood)
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            batch_terms[i] = torch.stack([terms[name].detach() for name in TERMS])
+            if not bar.disable and ((i + 1) % refresh == 0 or i + 1 == len(starts)):
+                seen = min(len(x), start + batch_size)
+                bar.set_postfix(loss=f"{batch_terms[: i + 1, 0].sum().item() / seen:.2f}")
+                bar.update(i + 1 - bar.n)
+    check_finite(batch_terms[:, 0], epoch)
+    return dict(zip(TERMS, (batch_terms.sum(dim=0) / len(x)).tolist()))
+
+
+def check_finite(losses: torch.Tensor, epoch: int) -> None:
+    """Stop at the first NaN or infinite batch loss, naming where it happened."""
+    bad = (~torch.isfinite(losses)).nonzero()
+    if len(bad):
+        batch = bad[0, 0].item()
+        raise UserError(f"the loss became {losses[batch].item()} at epoch {epoch}, batch "
+                        f"{batch + 1} of {len(losses)}; no model was written: lower train.lr")
+
+
+@torch.no_grad()
+def untrained_terms(model: VAE, x: torch.Tensor, *, beta: float, likelihood: str,
+                    batch_size: int) -> dict[str, float]:
+    """Epoch 0's training objective: the sampled loss of the untrained model, no update."""
+    model.train()
+    totals = torch.zeros(len(TERMS), device=x.device)
+    for start in range(0, len(x), batch_size):
+        terms = batch_loss(model, x[start:start + batch_size], beta=beta, likelihood=likelihood)
+        totals += torch.stack([terms[name] for name in TERMS])
+    return dict(zip(TERMS, (totals / len(x)).tolist()))
+
+
+def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool = True
+        ) -> tuple[VAE, History]:
+    """Train the model `params` describe; the history holds every epoch, 0 to the last."""
+    device = pick_device(params.train.device)
+    seed_everything(params.seed)
+    generator = torch.Generator().manual_seed(params.seed)
+    model = VAE(params.d, params.variational).to(device)
+    optimizer = make_optimizer(model, params.train.lr, device)
+    train_x, test_x = train_x.to(device), test_x.to(device)
+    options = {"beta": params.kl_weight, "likelihood": params.train.likelihood}
+    history = History()
+    for epoch in range(params.epochs + 1):
+        if epoch == 0:
+            train_terms = untrained_terms(model, train_x, batch_size=params.train.batch_size, **options)
+        else:
+            train_terms = train_epoch(model, optimizer, train_x, epoch=epoch,
+                                      batch_size=params.train.batch_size, generator=generator,
+                                      progress=progress, **options)
+        test_terms, mu, logvar = score(model, test_x, **options)
+        history.record(epoch, train_terms, test_terms, mu, logvar)
+    return model, history

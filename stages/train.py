@@ -1,0 +1,25 @@
+"""Stage train: the model, its per-epoch history, and the test-set codes at every epoch."""
+
+from vaepipe.atomic import write_csv, write_json
+from vaepipe.cli import require, run_stage
+from vaepipe.data import load_split
+from vaepipe.model import save_model
+from vaepipe.paths import METRICS, MODEL, PLOTS, SNAPSHOTS, normalized
+from vaepipe.snapshots import save_snapshots
+from vaepipe.train import fit
+
+
+def main(params):
+    train_x, _ = load_split(require(normalized("train"), "normalize"))
+    test_x, test_labels = load_split(require(normalized("test"), "normalize"))
+    model, history = fit(params, train_x, test_x)
+    last = history.rows[-1]
+    write_csv(PLOTS / "training.csv", history.rows)
+    write_json(METRICS / "train.json", {"train": {name[len("train_"):]: value for name, value
+                                                  in last.items() if name.startswith("train_")}})
+    save_snapshots(SNAPSHOTS, history.codes, test_labels)
+    save_model(MODEL, model, {"beta": params.kl_weight, "likelihood": params.train.likelihood})
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,218 @@
+"""Fixtures built in code: small IDX data sets, a fault-injecting mirror on 127.0.0.1, and
+work folders and git repositories holding a copy of the project."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from vaepipe.data import FILES, MD5SUMS, SPLITS, write_idx
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """28×28 uint8 images whose label sets where a bright bar lies, over faint noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(n) % 10).astype(np.uint8)
+    images = rng.integers(0, 40, size=(n, 28, 28)).astype(np.uint8)
+    for i, label in enumerate(labels):
+        row = 3 + 2 * int(label)
+        images[i, row:row + 3, 4:24] = rng.integers(180, 256, size=(3, 20))
+    return images, labels
+
+
+def write_dataset(folder: Path, *, train: int = 600, test: int = 200, seed: int = 0,
+                  md5sums: bool = True) -> Path:
+    """The four IDX .gz files of a small data set, with an MD5SUMS file beside them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", train), ("test", test)):
+        images, labels = synthetic_digits(n, seed + (split == "test"))
+        images_name, labels_name = SPLITS[split]
+        write_idx(folder / images_name, images)
+        write_idx(folder / labels_name, labels)
+    if md5sums:
+        lines = [f"{hashlib.md5((folder / name).read_bytes()).hexdigest()}  {name}" for name in FILES]
+        (folder / MD5SUMS).write_text("\n".join(lines) + "\n")
+    return folder
+
+
+class Mirror:
+    """An HTTP server on 127.0.0.1 serving a folder, with faults chosen per file name.
+
+    faults maps a file name (or "*" for all) to 404, 500, "truncate" (half the promised
+    body, then a closed connection), "garbage" (the right length, wrong bytes) or "slow"
+    (an answer only after `slow_seconds`).
+    """
+
+    def __init__(self, folder: Path, faults: dict | None = None, slow_seconds: float = 3.0):
+        self.folder, self.faults, self.slow_seconds = folder, dict(faults or {}), slow_seconds
+        self.requests: list[str] = []
+        mirror = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                name = self.path.lstrip("/")
+                mirror.requests.append(name)
+                fault = mirror.faults.get(name, mirror.faults.get("*"))
+                if fault == "slow":
+                    time.sleep(mirror.slow_seconds)
+                path = mirror.folder / name
+                if fault in (404, 500) or not path.is_file():
+                    self.send_error(fault if fault in (404, 500) else 404)
+                    return
+                body = path.read_bytes()
+                if fault == "garbage":
+                    body = bytes(reversed(body))
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2] if fault == "truncate" else body)
+                if fault == "truncate":
+                    self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def serve():
+    """serve(folder, faults) -> a running Mirror, shut down after the test."""
+    mirrors = []
+
+    def start(folder: Path, faults: dict | None = None, **options) -> Mirror:
+        mirrors.append(Mirror(folder, faults, **options))
+        return mirrors[-1]
+
+    yield start
+    for mirror in mirrors:
+        mirror.close()
+
+
+def refused_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens: the connection is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def set_params(folder: Path, **changes) -> None:
+    """Change params.yaml in `folder`; keys are dotted paths written with __ (train__lr)."""
+    path = folder / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split("__")
+        node = params
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def stage_env() -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    env.pop("PYTHONHASHSEED", None)
+    return env
+
+
+def run_stage(name: str, folder: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run stages/<name>.py of this checkout with `folder` as the project root."""
+    return subprocess.run([sys.executable, str(ROOT / "stages" / f"{name}.py")], cwd=folder,
+                          env=stage_env(), capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def workdir(tmp_path) -> Path:
+    """A project root holding the default params.yaml, for running stage scripts."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    shutil.copy(ROOT / "params.yaml", folder / "params.yaml")
+    return folder
+
+
+# small, fast settings for pipelines run on synthetic data
+FAST = dict(epochs=2, d=4, project__epochs=[0, 1, 2], project__points=200,
+            evaluate__elbo_samples=2, evaluate__iw_samples=8, evaluate__fd_samples=500,
+            generate__samples=16, generate__reconstructions=8, generate__morph__steps=6,
+            classifier__epochs=1)
+
+
+def project_files() -> list[str]:
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                            cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    return [name for name in listed if (ROOT / name).is_file()]
+
+
+def make_repo(folder: Path, mirror_url: str, **changes) -> Path:
+    """A git repository holding a copy of the project, set to read a custom mirror."""
+    for name in project_files():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, folder / name)
+    set_params(folder, data__dataset="custom", data__mirror=mirror_url, **{**FAST, **changes})
+    git(folder, "init", "-q", "-b", "main")
+    git(folder, "config", "user.name", "test")
+    git(folder, "config", "user.email", "test@example.com")
+    git(folder, "add", "-A")
+    git(folder, "commit", "-q", "-m", "project copy")
+    return folder
+
+
+def git(folder: Path, *args: str) -> str:
+    env = dict(os.environ, GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
+               GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com")
+    return subprocess.run(["git", *args], cwd=folder, env=env, capture_output=True, text=True,
+                          check=True).stdout
+
+
+def dvc(folder: Path, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    env = stage_env()
+    env.pop("PYTHONPATH")  # the stages set their own, so the copy runs its own code
+    env.update(GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
+               GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com")
+    result = subprocess.run([str(BIN / "dvc"), *args], cwd=folder, env=env, capture_output=True,
+                            text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"dvc {' '.join(args)} failed ({result.returncode}):\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return result
+
+
+def find_mnist_test() -> Path | None:
+    """The real MNIST test set in a `shared/data/mnist-test` folder beside the checkout."""
+    for parent in ROOT.parents:
+        candidate = parent / "shared" / "data" / "mnist-test"
+        if (candidate / "t10k-images-idx3-ubyte.gz").exists():
+            return candidate
+    return None
+
+
+@pytest.fixture
+def mnist_test() -> Path:
+    folder = find_mnist_test()
+    if folder is None:
+        pytest.skip("the real MNIST test set (shared/data/mnist-test) is not beside this checkout")
+    return folder

@@ -1,0 +1,147 @@
+"""download and normalize: real download code against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import FASHION, refused_url, run_stage, set_params, synthetic_digits, write_dataset
+from vaepipe.data import DATASETS, FILES, SPLITS, read_split
+
+RAW = "data/raw"
+
+
+def raw_files(workdir):
+    raw = workdir / RAW
+    return sorted(p.name for p in raw.iterdir()) if raw.exists() else []
+
+
+def no_leftovers(workdir) -> bool:
+    """Nothing half-written: no data/raw and no temporary folder beside it."""
+    data = workdir / "data"
+    return not data.exists() or not any(data.iterdir())
+
+
+def test_custom_mirror_is_fetched_and_verified(tmp_path, workdir, serve):
+    mirror = serve(write_dataset(tmp_path / "mirror"))
+    set_params(workdir, data__dataset="custom", data__mirror=mirror.url)
+    result = run_stage("download", workdir)
+    assert result.returncode == 0, result.stderr
+    assert raw_files(workdir) == sorted(FILES)
+    for name in FILES:
+        assert (workdir / RAW / name).read_bytes() == (tmp_path / "mirror" / name).read_bytes()
+    assert set(mirror.requests) == {*FILES, "MD5SUMS"}
+
+
+def test_same_files_offered_as_mnist_are_refused(tmp_path, workdir, serve):
+    mirror = serve(write_dataset(tmp_path / "mirror"))
+    set_params(workdir, data__dataset="mnist", data__mirror=mirror.url)
+    result = run_stage("download", workdir)
+    assert result.returncode == 1
+    assert "checksum mismatch" in result.stderr and "Traceback" not in result.stderr
+    assert no_leftovers(workdir)
+
+
+def test_wrong_checksum_is_rejected_and_nothing_is_left(tmp_path, workdir, serve):
+    folder = write_dataset(tmp_path / "mirror")
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not the file MD5SUMS describes")
+    mirror = serve(folder)
+    set_params(workdir, data__dataset="custom", data__mirror=mirror.url)
+    result = run_stage("download", workdir)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: could not fetch t10k-labels-idx1-ubyte.gz")
+    assert "checksum mismatch" in lines[-1] and "data.mirror" in lines[-1]
+    assert no_leftovers(workdir)
+
+
+@pytest.mark.parametrize("status", [404, 500])
+def test_failing_mirror_falls_through_to_the_next(tmp_path, workdir, serve, status):
+    folder = write_dataset(tmp_path / "mirror")
+    broken, good = serve(folder, {"*": status}), serve(folder)
+    set_params(workdir, data__dataset="custom", data__mirror=[broken.url, good.url])
+    result = run_stage("download", workdir)
+    assert result.returncode == 0, result.stderr
+    assert raw_files(workdir) == sorted(FILES)
+    assert set(FILES) <= set(broken.requests) and set(FILES) <= set(good.requests)
+
+
+def test_local_folder_mirror_without_md5sums_says_so(tmp_path, workdir):
+    folder = write_dataset(tmp_path / "mirror", md5sums=False)
+    set_params(workdir, data__dataset="custom", data__mirror=str(folder))
+    result = run_stage("download", workdir)
+    assert result.returncode == 0, result.stderr
+    assert "no MD5SUMS" in result.stderr and "not checksum-verified" in result.stderr
+    assert raw_files(workdir) == sorted(FILES)
+
+
+def test_no_mirror_answering_gives_one_line(workdir):
+    set_params(workdir, data__mirror=[refused_url(), refused_url()])
+    result = run_stage("download", workdir)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "could not fetch train-images-idx3-ubyte.gz" in result.stderr
+    assert "refused" in result.stderr and "set data.mirror" in result.stderr
+    assert no_leftovers(workdir)
+
+
+def test_normalize_gives_exactly_bytes_over_255(tmp_path, workdir, serve):
+    write_dataset(tmp_path / "mirror", train=300, test=70, seed=5)
+    set_params(workdir, data__dataset="custom", data__mirror=str(tmp_path / "mirror"))
+    assert run_stage("download", workdir).returncode == 0
+    result = run_stage("normalize", workdir)
+    assert result.returncode == 0, result.stderr
+    for split, n, seed in (("train", 300, 5), ("test", 70, 6)):
+        saved = torch.load(workdir / f"data/normalized/{split}.pt", weights_only=True)
+        images, labels = synthetic_digits(n, seed)
+        assert saved["images"].dtype == torch.float32 and saved["images"].shape == (n, 784)
+        expected = torch.from_numpy(images.reshape(n, 784).astype(np.float32)) / 255
+        assert torch.equal(saved["images"], expected)
+        assert saved["labels"].dtype == torch.int64
+        assert torch.equal(saved["labels"], torch.from_numpy(labels.astype(np.int64)))
+
+
+def test_dataset_checksums_are_torchvisions():
+    from torchvision.datasets import MNIST, FashionMNIST
+
+    for dataset, source in (("mnist", MNIST), ("fashion-mnist", FashionMNIST)):
+        ours = {name: checksum.gz for name, checksum in DATASETS[dataset]["files"].items()}
+        assert ours == dict(source.resources)
+        assert DATASETS[dataset]["mirrors"] == source.mirrors
+
+
+def test_real_mnist_test_files_pass_both_checksums(mnist_test):
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        checksum = DATASETS["mnist"]["files"][name]
+        path = mnist_test / name
+        assert hashlib.md5(path.read_bytes()).hexdigest() == checksum.gz
+        assert hashlib.md5(gzip.decompress(path.read_bytes())).hexdigest() == checksum.idx
+
+
+@pytest.mark.skipif(not FASHION.exists(), reason=f"{FASHION} is absent: apt-get install dataset-fashion-mnist")
+def test_fashion_mnist_at_full_size_from_debians_package(workdir):
+    set_params(workdir, data__dataset="fashion-mnist", data__mirror=str(FASHION))
+    result = run_stage("download", workdir)
+    assert result.returncode == 0, result.stderr
+    result = run_stage("normalize", workdir)
+    assert result.returncode == 0, result.stderr
+    for split, n in (("train", 60000), ("test", 10000)):
+        saved = torch.load(workdir / f"data/normalized/{split}.pt", weights_only=True)
+        images, labels = saved["images"], saved["labels"]
+        assert images.shape == (n, 784) and labels.shape == (n,)
+        assert images.min() == 0 and images.max() == 1
+        assert torch.bincount(labels).tolist() == [n // 10] * 10
+
+
+def test_read_split_matches_the_real_mnist_digits(mnist_test, tmp_path):
+    for name in FILES:
+        source = mnist_test / (name if name.startswith("t10k") else name.replace("train", "t10k"))
+        shutil.copy(source, tmp_path / name)
+    images, labels = read_split(tmp_path, "test")
+    assert images.shape == (10000, 784) and labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    assert SPLITS["test"][0] == "t10k-images-idx3-ubyte.gz"

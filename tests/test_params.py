@@ -1,0 +1,83 @@
+"""Bad params.yaml values stop a stage with exit code 2 and one line naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import ROOT, run_stage, set_params
+from vaepipe.params import load_params
+
+# (change, the key the message must name, a word of what is allowed)
+BAD = [
+    ({"seed": -1}, "seed", ">= 0"),
+    ({"seed": "one"}, "seed", "integer"),
+    ({"d": 0}, "d", ">= 1"),
+    ({"d": 2.5}, "d", "integer"),
+    ({"beta": -0.5}, "beta", ">= 0"),
+    ({"beta": "big"}, "beta", "number"),
+    ({"beta": float("nan")}, "beta", "finite"),
+    ({"epochs": 0}, "epochs", ">= 1"),
+    ({"epochs": True}, "epochs", "integer"),
+    ({"model": "gan"}, "model", "vae, ae"),
+    ({"data__dataset": "cifar"}, "data.dataset", "mnist, fashion-mnist, custom"),
+    ({"data__dataset": "custom"}, "data.mirror", "custom"),
+    ({"data__mirror": 5}, "data.mirror", "URL or folder"),
+    ({"data__timeout": 0}, "data.timeout", "> 0"),
+    ({"train__batch_size": 0}, "train.batch_size", ">= 1"),
+    ({"train__lr": 0}, "train.lr", "> 0"),
+    ({"train__likelihood": "poisson"}, "train.likelihood", "bernoulli, gaussian"),
+    ({"train__device": "tpu"}, "train.device", "auto, cpu, cuda"),
+    ({"train__momentum": 0.9}, "train.momentum", "unknown key"),
+    ({"evaluate__iw_samples": 0}, "evaluate.iw_samples", ">= 1"),
+    ({"evaluate__elbo_samples": "ten"}, "evaluate.elbo_samples", "integer"),
+    ({"generate__samples": 0}, "generate.samples", ">= 1"),
+    ({"generate__morph__start": 10}, "generate.morph.start", "<= 9"),
+    ({"generate__morph__steps": 1}, "generate.morph.steps", ">= 2"),
+    ({"project__epochs": [0, 50]}, "project.epochs", "after the last training epoch"),
+    ({"project__epochs": []}, "project.epochs", "non-empty"),
+    ({"project__method": "umap"}, "project.method", "tsne, pca"),
+    ({"project__points": 1}, "project.points", ">= 2"),
+    ({"classifier__lr": -1}, "classifier.lr", "> 0"),
+    ({"classifier": [1, 2]}, "classifier", "mapping"),
+    ({"lr": 0.01}, "lr", "unknown key"),
+]
+
+
+@pytest.mark.parametrize("change, key, allowed", BAD, ids=[key for _, key, _ in BAD])
+def test_bad_value_names_the_key(workdir, change, key, allowed):
+    set_params(workdir, **change)
+    with pytest.raises(Exception) as caught:
+        load_params(workdir / "params.yaml")
+    message = str(caught.value)
+    assert message.startswith(f"{key}:") and allowed in message and "\n" not in message
+
+
+@pytest.mark.parametrize("stage", ["download", "normalize", "train", "evaluate"])
+@pytest.mark.parametrize("change, key", [({"d": 0}, "d"), ({"train__lr": -1}, "train.lr"),
+                                         ({"data__mirorr": "x"}, "data.mirorr")])
+def test_stage_with_bad_params_exits_2_with_one_line(workdir, stage, change, key):
+    set_params(workdir, **change)
+    result = run_stage(stage, workdir)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {key}:") and result.stderr.count("\n") == 1
+    assert list(workdir.iterdir()) == [workdir / "params.yaml"]
+
+
+def test_missing_key_is_named(workdir):
+    text = (workdir / "params.yaml").read_text().replace("  lr: 0.001\n", "", 1)
+    (workdir / "params.yaml").write_text(text)
+    with pytest.raises(Exception, match=r"^train\.lr: missing"):
+        load_params(workdir / "params.yaml")
+
+
+def test_invalid_yaml_gives_the_line(workdir):
+    (workdir / "params.yaml").write_text("seed: 1\nd: [20\n")
+    result = run_stage("train", workdir)
+    assert result.returncode == 2 and "not valid YAML at line" in result.stderr
+
+
+def test_defaults_load_as_typed_values():
+    params = load_params(ROOT / "params.yaml")
+    assert (params.seed, params.d, params.beta, params.epochs, params.model) == (1, 20, 1.0, 10, "vae")
+    assert params.train.batch_size == 256 and params.train.lr == 0.001
+    assert params.project.epochs == [0, 5, 10] and params.kl_weight == 1.0
