@@ -155,7 +155,7 @@ def workdir(tmp_path) -> Path:
 
 
 # small, fast settings for pipelines run on synthetic data
-FAST = dict(epochs=2, d=4, project__epochs=[0, 1, 2], project__points=200,
+FAST = dict(epochs=2, d=4, train__batch_size=64, project__epochs=[0, 1, 2], project__points=200,
             evaluate__elbo_samples=2, evaluate__iw_samples=8, evaluate__fd_samples=500,
             generate__samples=16, generate__reconstructions=8, generate__morph__steps=6,
             classifier__epochs=1)

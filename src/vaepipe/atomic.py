@@ -7,11 +7,16 @@ complete new one.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @contextlib.contextmanager
@@ -27,6 +32,7 @@ def atomic_path(target: str | Path, *, directory: bool = False):
         tmp = Path(name)
     try:
         yield tmp
+        tmp.chmod(0o777 & ~_UMASK if directory else 0o666 & ~_UMASK)  # mkstemp makes 0600
         if directory and target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
@@ -50,3 +56,16 @@ def write_csv(target: str | Path, rows: list[dict]) -> None:
     header = list(rows[0])
     lines = [",".join(header)] + [",".join(repr(row[key]) for key in header) for row in rows]
     write_text(target, "\n".join(lines) + "\n")
+
+
+def write_tensors(target: str | Path, obj) -> None:
+    """torch.save, byte-for-byte reproducible: saved to a file, the archive's root folder
+    is named after the (random) temporary file; saved to a buffer it is always "archive"."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(buffer.getvalue())

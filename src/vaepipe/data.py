@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaepipe.atomic import atomic_path
+from vaepipe.atomic import atomic_path, write_tensors
 from vaepipe.errors import UserError
 
 SPLITS = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -234,8 +234,7 @@ def read_split(raw_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def save_split(path: Path, images: torch.Tensor, labels: torch.Tensor) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"images": images, "labels": labels}, tmp)
+    write_tensors(path, {"images": images, "labels": labels})
 
 
 def load_split(path: Path) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,7 +10,7 @@ import pickle
 import torch
 from torch import nn
 
-from vaepipe.atomic import atomic_path
+from vaepipe.atomic import write_tensors
 from vaepipe.data import PIXELS
 from vaepipe.errors import UserError
 
@@ -64,8 +64,7 @@ def hyperparameters(model: VAE) -> dict:
 def save_model(path, model: VAE, extra: dict) -> None:
     """State dict plus what built it, loadable with weights_only=True."""
     state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": state, "hparams": {**hyperparameters(model), **extra}}, tmp)
+    write_tensors(path, {"state_dict": state, "hparams": {**hyperparameters(model), **extra}})
 
 
 def load_model(path, device: torch.device | str = "cpu") -> tuple[VAE, dict]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from vaepipe.atomic import atomic_path
+from vaepipe.atomic import atomic_path, write_tensors
 from vaepipe.errors import UserError
 from vaepipe.paths import snapshot
 
@@ -15,7 +15,7 @@ def save_snapshots(folder: Path, codes: dict[int, tuple[torch.Tensor, torch.Tens
                    labels: torch.Tensor) -> None:
     with atomic_path(folder, directory=True) as tmp:
         for epoch, (mu, logvar) in codes.items():
-            torch.save({"mu": mu, "logvar": logvar, "labels": labels}, tmp / snapshot(epoch))
+            write_tensors(tmp / snapshot(epoch), {"mu": mu, "logvar": logvar, "labels": labels})
 
 
 def load_snapshot(folder: Path, epoch: int) -> dict[str, torch.Tensor]:
