@@ -1,0 +1,92 @@
+"""The notes' figures: grid geometry, the morph's end points, the projection's rows."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import matplotlib.image
+import torch
+
+from conftest import run_stage, set_params, synthetic_digits
+from vaepipe.data import read_split
+from vaepipe.figures import (LABEL_BAND, TITLE_BAND, first_of_each, generate_figures, grid_size,
+                             morph, projection_rows)
+from vaepipe.model import VAE
+from vaepipe.params import load_params
+from vaepipe.snapshots import save_snapshots
+
+
+def png_shape(path) -> tuple[int, int]:
+    return matplotlib.image.imread(path).shape[:2]
+
+
+def small_test_set(n=120, seed=3):
+    images, labels = synthetic_digits(n, seed)
+    return torch.from_numpy(images.reshape(n, 784)).float() / 255, torch.from_numpy(labels).long()
+
+
+def test_generate_writes_every_grid_at_its_size(tmp_path, workdir):
+    set_params(workdir, generate__samples=12, generate__reconstructions=7, generate__morph__steps=5)
+    options = load_params(workdir / "params.yaml").generate
+    torch.manual_seed(0)
+    x, labels = small_test_set()
+    generate_figures(VAE(d=5).eval(), x, labels, options, seed=1, folder=tmp_path)
+    cols = math.ceil(math.sqrt(12))
+    expected = {
+        "samples": (grid_size(math.ceil(12 / cols), cols), 0),
+        "reconstructions": (grid_size(2, 7), LABEL_BAND),
+        "morph": (grid_size(2, 5), LABEL_BAND),
+    }
+    for name, ((height, width), left) in expected.items():
+        assert png_shape(tmp_path / f"{name}.png") == (height + TITLE_BAND, width + left), name
+
+
+def test_morph_runs_from_the_first_3_to_the_first_8_through_their_means():
+    torch.manual_seed(0)
+    model = VAE(d=5).eval()
+    x, labels = small_test_set()
+    i, j = first_of_each(labels, 3, 8)
+    assert labels[i] == 3 and labels[j] == 8
+    assert 3 not in labels[:i].tolist() and 8 not in labels[:j].tolist()
+    latent, pixels = morph(model, x[i], x[j], steps=6)
+    mu, _ = model.encode(torch.stack([x[i], x[j]]))
+    with torch.no_grad():
+        torch.testing.assert_close(latent[0], model.decode(mu[0]))
+        torch.testing.assert_close(latent[-1], model.decode(mu[1]))
+    torch.testing.assert_close(pixels[0], x[i])
+    torch.testing.assert_close(pixels[-1], x[j])
+    assert latent.shape == pixels.shape == (6, 784)
+
+
+def test_morph_pair_on_real_mnist_digits(mnist_test):
+    _, labels = read_split(mnist_test, "test")
+    i, j = first_of_each(labels, 3, 8)
+    assert (i, labels[i].item(), labels[j].item()) == (18, 3, 8)
+
+
+def test_project_stage_writes_rows_for_every_snapshot_epoch(workdir):
+    set_params(workdir, project__epochs=[0, 2, 3], project__points=50, epochs=3)
+    codes = {epoch: (torch.randn(80, 6), torch.randn(80, 6)) for epoch in range(4)}
+    save_snapshots(workdir / "models/snapshots", codes, torch.arange(80) % 10)
+    result = run_stage("project", workdir)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader((workdir / "plots/projection.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [0] * 50 + [2] * 50 + [3] * 50
+    assert [int(r["label"]) for r in rows[:12]] == list(range(10)) + [0, 1]
+    height, width = png_shape(workdir / "plots/projection.png")
+    assert width > 2.5 * height  # three panels side by side
+
+
+def test_d_2_plots_mu_itself():
+    mu = torch.randn(30, 2)
+    snapshots = {0: {"mu": mu, "logvar": torch.zeros(30, 2), "labels": torch.arange(30) % 10}}
+    rows = projection_rows(snapshots, points=30, method="tsne", seed=0)
+    assert [(r["x"], r["y"]) for r in rows] == [tuple(p) for p in mu.double().tolist()]
+
+
+def test_missing_snapshot_epoch_names_the_fix(workdir):
+    set_params(workdir, project__epochs=[0, 4], epochs=4)
+    save_snapshots(workdir / "models/snapshots", {0: (torch.randn(9, 2), torch.randn(9, 2))}, torch.arange(9))
+    result = run_stage("project", workdir)
+    assert result.returncode == 1 and "epoch 4" in result.stderr and result.stderr.count("\n") == 1

@@ -1,0 +1,198 @@
+"""Faults, bad inputs and interrupted runs: one clear line, a non-zero exit, nothing lost."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import (BIN, ROOT, Mirror, dvc, make_repo, refused_url, run_stage, set_params, stage_env,
+                      write_dataset)
+from vaepipe.data import FILES
+from test_pipeline import ran
+
+FAULTS = ["refused", 404, 500, "truncate", "garbage", "slow"]
+REASONS = {"refused": "refused", 404: "HTTP 404", 500: "HTTP 500", "truncate": "truncated",
+           "garbage": "checksum mismatch", "slow": "timed out"}
+
+
+def one_line_error(result) -> str:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def nothing_in_data(workdir) -> bool:
+    data = workdir / "data"
+    return not data.exists() or not any(data.rglob("*"))
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    return write_dataset(tmp_path / "mirror", train=100, test=30)
+
+
+def faulty_mirror(fault, folder, serve) -> str:
+    if fault == "refused":
+        return refused_url()
+    return serve(folder, {name: fault for name in FILES}, slow_seconds=3).url
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_faulty_mirror_alone_gives_one_line_and_no_partial_file(fault, dataset, workdir, serve):
+    set_params(workdir, data__dataset="custom", data__timeout=1,
+               data__mirror=faulty_mirror(fault, dataset, serve))
+    line = one_line_error(run_stage("download", workdir))
+    assert "could not fetch" in line and REASONS[fault] in line and "data.mirror" in line
+    assert nothing_in_data(workdir)
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_faulty_mirror_falls_through_to_the_next(fault, dataset, workdir, serve):
+    good = serve(dataset)
+    set_params(workdir, data__dataset="custom", data__timeout=1,
+               data__mirror=[faulty_mirror(fault, dataset, serve), good.url])
+    result = run_stage("download", workdir)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (workdir / "data/raw").iterdir()) == sorted(FILES)
+    assert set(FILES) <= set(good.requests)
+
+
+def corrupt(folder, name, transform):
+    path = folder / name
+    path.write_bytes(gzip.compress(transform(gzip.decompress(path.read_bytes())), mtime=0))
+
+
+CORRUPTIONS = {
+    "truncated images": ("train-images-idx3-ubyte.gz", lambda b: b[: len(b) // 2], "truncated"),
+    "wrong magic": ("t10k-labels-idx1-ubyte.gz", lambda b: struct.pack(">I", 2051) + b[4:], "magic number"),
+    "counts disagree": ("train-labels-idx1-ubyte.gz",
+                        lambda b: struct.pack(">II", 2049, 99) + b[8:107], "100 images but 99 labels"),
+    "not gzip": ("t10k-images-idx3-ubyte.gz", None, "corrupt"),
+}
+
+
+@pytest.mark.parametrize("case", CORRUPTIONS)
+def test_corrupt_idx_file_gives_one_line(case, dataset, workdir):
+    set_params(workdir, data__dataset="custom", data__mirror=str(dataset))
+    assert run_stage("download", workdir).returncode == 0
+    name, transform, reason = CORRUPTIONS[case]
+    raw = workdir / "data/raw"
+    if transform is None:
+        (raw / name).write_bytes(b"\x1f\x8b\x08 cut short")
+    else:
+        corrupt(raw, name, transform)
+    line = one_line_error(run_stage("normalize", workdir))
+    assert reason in line and name.split("-")[0] in line
+    assert not (workdir / "data/normalized").exists()
+
+
+@pytest.mark.parametrize("stage, before", [("normalize", "download"), ("train", "normalize"),
+                                           ("evaluate", "train"), ("generate", "train"),
+                                           ("project", "train")])
+def test_stage_without_its_inputs_names_the_stage_to_run_first(stage, before, workdir):
+    line = one_line_error(run_stage(stage, workdir))
+    assert f"run `dvc repro {before}` first" in line
+    assert sorted(p.name for p in workdir.iterdir()) == ["params.yaml"]
+
+
+@pytest.fixture
+def normalized(dataset, workdir):
+    set_params(workdir, data__dataset="custom", data__mirror=str(dataset), d=4, epochs=2,
+               project__epochs=[0, 2])
+    for stage in ("download", "normalize"):
+        assert run_stage(stage, workdir).returncode == 0
+    return workdir
+
+
+def test_diverging_run_names_the_epoch_and_writes_no_model(normalized):
+    set_params(normalized, train__lr=1e9)
+    line = one_line_error(run_stage("train", normalized))
+    assert re.search(r"the loss became (nan|inf|-inf) at epoch \d+, batch \d+ of \d+", line)
+    assert "lower train.lr" in line
+    assert not (normalized / "models").exists() and not (normalized / "metrics").exists()
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > pwned.txt",))
+
+
+def test_tampered_model_is_refused(normalized):
+    model_path = normalized / "models/model.pt"
+    model_path.parent.mkdir()
+    torch.save({"state_dict": {}, "hparams": {"d": 4, "variational": True}, "extra": Payload()},
+               model_path)
+    for stage in ("evaluate", "generate"):
+        line = one_line_error(run_stage(stage, normalized))
+        assert "models/model.pt is not a model this project wrote" in line
+    assert not (normalized / "pwned.txt").exists()
+
+
+def test_every_torch_load_uses_weights_only():
+    for path in [*(ROOT / "src").rglob("*.py"), *(ROOT / "stages").glob("*.py")]:
+        for line in path.read_text().splitlines():
+            if "torch.load(" in line:
+                assert "weights_only=True" in line, f"{path}: {line.strip()}"
+
+
+def start_training(folder, **popen):
+    return subprocess.Popen([sys.executable, str(ROOT / "stages/train.py")], cwd=folder,
+                            env=stage_env(), stderr=subprocess.PIPE, text=True, **popen)
+
+
+def wait_for_line(stream, text, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        if text in line:
+            return
+    raise AssertionError(f"never saw {text!r}")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_training_prints_one_line_and_writes_no_model(signum, tmp_path, workdir):
+    set_params(workdir, data__dataset="custom", epochs=200, d=8, project__epochs=[0],
+               data__mirror=str(write_dataset(tmp_path / "big", train=20000, test=100)))
+    for stage in ("download", "normalize"):
+        assert run_stage(stage, workdir).returncode == 0
+    process = start_training(workdir)
+    wait_for_line(process.stderr, "epoch   1:")  # mid-run, inside epoch 2
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "Traceback" not in stderr
+    assert f"stopped by {signal.Signals(signum).name}" in stderr
+    assert [line for line in stderr.splitlines() if line.startswith("error:")] == \
+        [line for line in stderr.splitlines() if "stopped by" in line]
+    assert not (workdir / "models").exists()
+    assert not list(workdir.glob("**/.*.tmp"))
+
+
+@pytest.mark.e2e
+def test_ctrl_c_during_repro_then_repro_runs_cleanly(tmp_path):
+    mirror = Mirror(write_dataset(tmp_path / "mirror", train=20000, test=100))
+    try:
+        repo = make_repo(tmp_path / "repo", mirror.url, epochs=200, project__epochs=[0, 1])
+        process = subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=repo, env=stage_env(),
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+        wait_for_line(process.stderr, "epoch   1:")
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        process.communicate(timeout=60)
+        assert process.returncode != 0
+        assert not (repo / "models/model.pt").exists()
+        set_params(repo, epochs=1)
+        result = dvc(repo, "repro")
+        assert ran(result.stdout) == ["train", "evaluate", "generate", "project"]
+    finally:
+        mirror.close()
