@@ -188,12 +188,14 @@ def git(folder: Path, *args: str) -> str:
                           check=True).stdout
 
 
-def dvc(folder: Path, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+def dvc(folder: Path, *args: str, check: bool = True, timeout: float = 900, stdout=subprocess.PIPE
+        ) -> subprocess.CompletedProcess:
     env = stage_env()
     env.pop("PYTHONPATH")  # the stages set their own, so the copy runs its own code
     env.update(GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
                GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com")
-    result = subprocess.run([str(BIN / "dvc"), *args], cwd=folder, env=env, capture_output=True,
+    result = subprocess.run([str(BIN / "dvc"), *args], cwd=folder, env=env, stdout=stdout,
+                            stderr=subprocess.STDOUT if stdout is not subprocess.PIPE else subprocess.PIPE,
                             text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"dvc {' '.join(args)} failed ({result.returncode}):\n"

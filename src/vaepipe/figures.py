@@ -76,13 +76,6 @@ def _save(fig, path) -> None:
 
 # --- generate --------------------------------------------------------------------------
 
-@torch.no_grad()
-def prior_samples(model, count: int, generator: torch.Generator) -> torch.Tensor:
-    """Decodings of z ~ N(0, I): the notes' figure 6."""
-    z = torch.randn(count, model.d, generator=generator).to(next(model.parameters()).device)
-    return model.eval().decode(z)
-
-
 def first_of_each(labels: torch.Tensor, start: int, end: int) -> tuple[int, int]:
     """Indices of the first test image labelled `start` and the first labelled `end`."""
     indices = []
@@ -110,7 +103,7 @@ def generate_figures(model, test_x: torch.Tensor, test_labels: torch.Tensor, opt
                      folder) -> None:
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
-    samples = prior_samples(model, options.samples, generator)
+    samples = model.sample(options.samples, generator)
     cols = math.ceil(math.sqrt(options.samples))
     save_digit_figure(folder / "samples.png", tile(samples, cols),
                       f"Decodings of z ~ N(0, I): {options.samples} samples")

@@ -50,6 +50,12 @@ class VAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
 
+    @torch.no_grad()
+    def sample(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        """Decodings of z ~ N(0, I): the notes' figure 6."""
+        z = torch.randn(count, self.d, generator=generator, device=generator.device)
+        return self.decoder(z.to(self.decoder[0].weight.device))
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(x̂ as logits, μ, log σ²)."""
         mu, logvar = self.encode(x)
@@ -75,7 +81,12 @@ def load_model(path, device: torch.device | str = "cpu") -> tuple[VAE, dict]:
         model = VAE(hparams["d"], hparams["variational"]).to(device)
         model.load_state_dict(checkpoint["state_dict"])
     except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, EOFError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(f"{path} is not a model this project wrote ({reason}); "
-                        "run `dvc repro train --force` to rebuild it") from None
+        raise unreadable(path, error, "train") from None
     return model.eval(), hparams
+
+
+def unreadable(path, error: Exception, stage: str) -> UserError:
+    """A checkpoint that torch.load(weights_only=True) refuses, or that builds no model."""
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return UserError(f"{path} is not a model this project wrote ({reason[:120]}); "
+                     f"run `dvc repro {stage} --force` to rebuild it")

@@ -76,6 +76,7 @@ class Project:
 
 @dataclass(frozen=True)
 class Classifier:
+    seed: int = number(minimum=0)
     epochs: int = number(minimum=1)
     batch_size: int = number(minimum=1)
     lr: float = number(above=0)

@@ -1,0 +1,83 @@
+"""A small CNN trained once per data set, whose features score the VAE's samples."""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from vaepipe.atomic import write_tensors
+from vaepipe.data import SIDE
+from vaepipe.metrics import chunks, class_balance, frechet_distance
+from vaepipe.model import unreadable
+
+
+class Classifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),   # 16 × 14 × 14
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 32 × 7 × 7
+            nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU(),          # the scored features
+        )
+        self.head = nn.Linear(128, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x.view(-1, 1, SIDE, SIDE)))
+
+
+def train_classifier(options, train_x, train_y, *, device: torch.device) -> Classifier:
+    torch.manual_seed(options.seed)
+    generator = torch.Generator().manual_seed(options.seed)
+    model = Classifier().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
+    train_x, train_y = train_x.to(device), train_y.to(device)
+    for epoch in range(1, options.epochs + 1):
+        model.train()
+        order = torch.randperm(len(train_x), generator=generator).to(device)
+        for start in tqdm(range(0, len(train_x), options.batch_size), desc=f"classifier epoch {epoch}",
+                          unit="batch", leave=False, disable=None, file=sys.stderr):
+            batch = order[start:start + options.batch_size]
+            loss = F.cross_entropy(model(train_x[batch]), train_y[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def features_and_predictions(model: Classifier, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Penultimate-layer features [N, 128] and predicted classes [N]."""
+    model.eval()
+    features = torch.cat([model.features(x[part].view(-1, 1, SIDE, SIDE)) for part in chunks(len(x))])
+    return features, model.head(features).argmax(dim=1)
+
+
+def sample_quality(classifier: Classifier, model, test_x: torch.Tensor, count: int,
+                   generator: torch.Generator) -> dict[str, float]:
+    """`fd`: Fréchet distance between the features of `count` decoded prior samples and of
+    the test images; `class_balance`: how evenly the samples spread over the 10 classes."""
+    sample_features, predicted = features_and_predictions(classifier, model.sample(count, generator))
+    test_features, _ = features_and_predictions(classifier, test_x)
+    return {"fd": frechet_distance(sample_features.cpu().numpy(), test_features.cpu().numpy()),
+            "class_balance": class_balance(predicted.cpu())}
+
+
+def accuracy(model: Classifier, x: torch.Tensor, y: torch.Tensor) -> float:
+    return (features_and_predictions(model, x)[1] == y).double().mean().item()
+
+
+def save_classifier(path, model: Classifier) -> None:
+    write_tensors(path, {name: t.detach().cpu() for name, t in model.state_dict().items()})
+
+
+def load_classifier(path, device: torch.device | str = "cpu") -> Classifier:
+    model = Classifier().to(device)
+    try:
+        model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    except Exception as error:  # noqa: BLE001 - any failure means the same to the user
+        raise unreadable(path, error, "classifier") from None
+    return model.eval()

@@ -1,0 +1,23 @@
+"""Stage classifier: a small CNN for scoring samples, models/classifier.pt and its accuracy."""
+
+from vaepipe.atomic import write_json
+from vaepipe.classifier import accuracy, save_classifier, train_classifier
+from vaepipe.cli import require, run_stage
+from vaepipe.data import load_split
+from vaepipe.paths import CLASSIFIER, METRICS, normalized
+from vaepipe.train import pick_device
+
+
+def main(params):
+    device = pick_device(params.train.device)
+    train_x, train_y = load_split(require(normalized("train"), "normalize"))
+    test_x, test_y = load_split(require(normalized("test"), "normalize"))
+    model = train_classifier(params.classifier, train_x, train_y, device=device)
+    test_accuracy = accuracy(model, test_x.to(device), test_y.to(device))
+    print(f"classifier test accuracy: {test_accuracy:.4f}", flush=True)
+    write_json(METRICS / "classifier.json", {"classifier": {"accuracy": test_accuracy}})
+    save_classifier(CLASSIFIER, model)
+
+
+if __name__ == "__main__":
+    run_stage(main)
