@@ -61,7 +61,7 @@ def project_epoch(x, batch_size, device):
     """(a): the train stage's own epoch function, on the in-memory tensor."""
     torch.manual_seed(0)
     model = VAE(D).to(device)
-    optimizer = make_optimizer(model, 1e-3, device)
+    optimizer = make_optimizer(model, 1e-3)
     generator = torch.Generator().manual_seed(0)
     return lambda: train_epoch(model, optimizer, x, epoch=1, batch_size=batch_size, beta=1.0,
                                likelihood="bernoulli", generator=generator, progress=False)

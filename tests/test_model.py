@@ -95,3 +95,14 @@ def test_ae_never_samples_and_has_no_kl_term():
     terms["loss"].backward()
     logvar_rows = ae.encoder[2].weight.grad[6:]  # the log σ² half of the encoder's output
     assert logvar_rows.abs().sum() == 0 and ae.encoder[2].weight.grad[:6].abs().sum() > 0
+
+
+def test_binary_cross_entropy_gradient_is_the_closed_form():
+    from vaepipe.loss import binary_cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    logits = (4 * torch.randn(6, 784, generator=g, dtype=torch.float64)).requires_grad_()
+    x = torch.rand(6, 784, generator=g, dtype=torch.float64)
+    assert torch.autograd.gradcheck(binary_cross_entropy, (logits, x))
+    reference = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
+    torch.testing.assert_close(binary_cross_entropy(logits, x), reference)

@@ -1,0 +1,55 @@
+"""The fast training loop computes what the straightforward one does."""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+import torch.nn.functional as F
+
+from conftest import ROOT, synthetic_digits
+from vaepipe.model import VAE
+from vaepipe.train import make_optimizer, train_epoch
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from train_speed import ReferenceVAE  # noqa: E402  the notes' model as examples write it
+
+
+def digits(n=3000):
+    images, _ = synthetic_digits(n, seed=0)
+    return torch.from_numpy(images.reshape(n, 784)).float() / 255
+
+
+def straightforward_epoch(model, optimizer, x, batch_size, generator):
+    """The notes' loop: sigmoid outputs, binary_cross_entropy, per-batch .item()."""
+    model.train()
+    total = 0.0
+    order = torch.randperm(len(x), generator=generator)
+    for start in range(0, len(x), batch_size):
+        batch = x[order[start:start + batch_size]]
+        x_hat, mu, logvar = model(batch)
+        bce = F.binary_cross_entropy(x_hat, batch, reduction="sum")
+        kld = 0.5 * torch.sum(logvar.exp() - logvar - 1 + mu.pow(2))
+        optimizer.zero_grad()
+        (bce + kld).backward()
+        optimizer.step()
+        total += (bce + kld).item()
+    return total / len(x)
+
+
+def test_fast_loop_matches_the_straightforward_loop_epoch_by_epoch():
+    x = digits()
+    torch.manual_seed(0)
+    fast = VAE(d=20)
+    reference = ReferenceVAE()
+    reference.load_state_dict(fast.state_dict())  # same weights, same parameter names
+    fast_optimizer = make_optimizer(fast, 1e-3)
+    reference_optimizer = torch.optim.Adam(reference.parameters(), lr=1e-3)
+    fast_order, reference_order = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    for epoch in range(1, 4):
+        torch.manual_seed(100 + epoch)  # the same ε for both
+        fast_loss = train_epoch(fast, fast_optimizer, x, epoch=epoch, batch_size=128, beta=1.0,
+                                likelihood="bernoulli", generator=fast_order, progress=False)["loss"]
+        torch.manual_seed(100 + epoch)
+        reference_loss = straightforward_epoch(reference, reference_optimizer, x, 128, reference_order)
+        assert abs(fast_loss - reference_loss) <= 1e-4 * reference_loss, (epoch, fast_loss, reference_loss)
