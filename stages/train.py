@@ -13,10 +13,8 @@ def main(params):
     train_x, _ = load_split(require(normalized("train"), "normalize"))
     test_x, test_labels = load_split(require(normalized("test"), "normalize"))
     model, history = fit(params, train_x, test_x)
-    last = history.rows[-1]
     write_csv(PLOTS / "training.csv", history.rows)
-    write_json(METRICS / "train.json", {"train": {name[len("train_"):]: value for name, value
-                                                  in last.items() if name.startswith("train_")}})
+    write_json(METRICS / "train.json", {"train": history.last_train})
     save_snapshots(SNAPSHOTS, history.codes, test_labels)
     save_model(MODEL, model, {"beta": params.kl_weight, "likelihood": params.train.likelihood})
 

@@ -115,6 +115,7 @@ def test_ae_experiment_runs_end_to_end_without_a_bound(repo):
 
 
 def test_queued_beta_sweep_runs_every_experiment(repo):
+    git(repo, "checkout", "HEAD", "--", "params.yaml")  # sweep from the baseline, not the last exp
     dvc(repo, "exp", "run", "--queue", "-S", "beta=0.5,1,2,4")
     # the workers outlive `queue start` and keep its output open: send it to a file, not a pipe
     with open(repo.parent / "queue.log", "w") as log:

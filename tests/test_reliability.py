@@ -193,6 +193,8 @@ def test_ctrl_c_during_repro_then_repro_runs_cleanly(tmp_path):
         assert not (repo / "models/model.pt").exists()
         set_params(repo, epochs=1)
         result = dvc(repo, "repro")
-        assert ran(result.stdout) == ["train", "evaluate", "generate", "project"]
+        stages = set(ran(result.stdout))
+        assert {"train", "evaluate", "generate", "project"} <= stages
+        assert not stages & {"download", "normalize"}  # finished before the interrupt: kept
     finally:
         mirror.close()

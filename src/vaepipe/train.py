@@ -40,20 +40,22 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
 
 @dataclass
 class History:
-    """One row per epoch (row 0: the untrained model) and the test-set codes at each."""
+    """One row per epoch (row 0: the untrained model), the test-set codes at each, and
+    the last epoch's training terms."""
 
     rows: list[dict] = field(default_factory=list)
     codes: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    last_train: dict[str, float] = field(default_factory=dict)
 
     def record(self, epoch: int, train_terms: dict, test_terms: dict, mu, logvar) -> None:
-        row = {"epoch": epoch}
-        row.update({f"train_{name}": value for name, value in train_terms.items()})
-        row.update({f"test_{name}": value for name, value in test_terms.items()})
-        self.rows.append(row)
+        splits = {"train": train_terms, "test": test_terms}
+        self.rows.append({"epoch": epoch} | {f"{split}_{name}": value for split, terms in splits.items()
+                                             for name, value in terms.items()})
         self.codes[epoch] = (mu.cpu(), logvar.cpu())
-        print(f"epoch {epoch:3d}: train loss {train_terms['loss']:.2f}, test loss "
-              f"{test_terms['loss']:.2f} (recon {test_terms['recon']:.2f}, kl "
-              f"{test_terms['kl']:.2f}) per image", file=sys.stderr)
+        self.last_train = train_terms
+        print(f"epoch {epoch:3d}: " + "; ".join(
+            f"{split} " + ", ".join(f"{name} {value:.2f}" for name, value in terms.items())
+            for split, terms in splits.items()) + " (per image)", file=sys.stderr)
 
 
 def batch_loss(model: VAE, batch: torch.Tensor, *, beta: float, likelihood: str) -> dict:
