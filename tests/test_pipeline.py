@@ -99,6 +99,14 @@ def test_plots_show_renders_every_plot(repo):
         assert f'"field": "{column}"' in html
 
 
+def test_plots_diff_overlays_baseline_and_experiment(repo):
+    plots = json.loads(dvc(repo, "plots", "diff", "HEAD", "--json").stdout)["data"]
+    curves = plots["Loss per image by epoch (row 0 = untrained)"][0]
+    assert sorted(curves["revisions"]) == ["HEAD", "workspace"]
+    revisions = {point["rev"] for point in curves["content"]["data"]["values"]}
+    assert revisions == {"HEAD", "workspace"}  # both runs' curves, in one plot
+
+
 def test_kl_per_dim_adds_up_to_the_test_kl(repo):
     rows = list(csv.DictReader((repo / "plots/kl_per_dim.csv").open()))
     kl = json.loads((repo / "metrics/eval.json").read_text())["test"]["kl"]

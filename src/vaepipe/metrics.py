@@ -97,7 +97,7 @@ def class_balance(predicted: torch.Tensor, classes: int = 10) -> float:
     """Entropy of the predicted-class histogram / log(classes): 1 = all classes equally often."""
     p = torch.bincount(predicted, minlength=classes).double() / len(predicted)
     p = p[p > 0]
-    return float(-(p * p.log()).sum() / math.log(classes))
+    return float((p * p.reciprocal().log()).sum() / math.log(classes))  # Σ p log(1/p): never −0.0
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
