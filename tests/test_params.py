@@ -22,6 +22,7 @@ BAD = [
     ({"data__dataset": "cifar"}, "data.dataset", "mnist, fashion-mnist, custom"),
     ({"data__dataset": "custom"}, "data.mirror", "custom"),
     ({"data__mirror": 5}, "data.mirror", "URL or folder"),
+    ({"data__mirror": []}, "data.mirror", "empty list"),
     ({"data__timeout": 0}, "data.timeout", "> 0"),
     ({"train__batch_size": 0}, "train.batch_size", ">= 1"),
     ({"train__lr": 0}, "train.lr", "> 0"),

@@ -122,6 +122,9 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
             raise ParamsError(
                 f"project.epochs: epoch {epoch} is after the last training epoch "
                 f"(epochs: {params.epochs}); use values from 0 to {params.epochs}")
+    if params.data.mirror == []:
+        raise ParamsError("data.mirror: an empty list; use null for the official mirrors, "
+                          "or list at least one URL or folder")
     if params.data.dataset == "custom" and params.data.mirror is None:
         raise ParamsError("data.mirror: dataset 'custom' needs a mirror; "
                           "set it to a URL or folder holding the four IDX .gz files")
