@@ -68,6 +68,14 @@ def test_faulty_mirror_falls_through_to_the_next(fault, dataset, workdir, serve)
     assert set(FILES) <= set(good.requests)
 
 
+def test_malformed_md5sums_gives_one_line(dataset, workdir):
+    (dataset / "MD5SUMS").write_text("d41d8cd98f00b204e9800998ecf8427e\n")
+    set_params(workdir, data__dataset="custom", data__mirror=str(dataset))
+    line = one_line_error(run_stage("download", workdir))
+    assert "MD5SUMS line 1 is not `<md5>  <file>`" in line
+    assert nothing_in_data(workdir)
+
+
 def corrupt(folder, name, transform):
     path = folder / name
     path.write_bytes(gzip.compress(transform(gzip.decompress(path.read_bytes())), mtime=0))

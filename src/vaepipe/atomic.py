@@ -14,8 +14,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import torch
 
-_UMASK = os.umask(0)
+_UMASK = os.umask(0)  # read the process umask (the only way is to set it), then restore
 os.umask(_UMASK)
 
 
@@ -61,10 +62,6 @@ def write_csv(target: str | Path, rows: list[dict]) -> None:
 def write_tensors(target: str | Path, obj) -> None:
     """torch.save, byte-for-byte reproducible: saved to a file, the archive's root folder
     is named after the (random) temporary file; saved to a buffer it is always "archive"."""
-    import io
-
-    import torch
-
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     with atomic_path(target) as tmp:

@@ -137,10 +137,13 @@ def read_md5sums(location: str, timeout: float) -> dict[str, str] | None:
     except FetchError:
         return None
     sums = {}
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
-            digest, name = line.split(maxsplit=1)
-            sums[name.lstrip("*").strip()] = digest.lower()
+            fields = line.split(maxsplit=1)
+            if len(fields) != 2:
+                raise UserError(f"{location}/{MD5SUMS} line {number} is not `<md5>  <file>`: "
+                                "write it as md5sum prints it")
+            sums[fields[1].lstrip("*").strip()] = fields[0].lower()
     return sums
 
 
