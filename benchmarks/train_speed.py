@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from vaepipe.data import FILES, read_split, write_idx  # noqa: E402
+from vaepipe.data import FILES  # noqa: E402
+from vaepipe.idx import read_split, write_idx  # noqa: E402
 from vaepipe.model import VAE  # noqa: E402
 from vaepipe.train import make_optimizer, train_epoch  # noqa: E402
 

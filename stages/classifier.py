@@ -3,14 +3,17 @@
 from vaepipe.atomic import write_json
 from vaepipe.classifier import accuracy, save_classifier, train_classifier
 from vaepipe.cli import require, run_stage
-from vaepipe.data import load_split
+from vaepipe.data import load_split, split_length
 from vaepipe.paths import CLASSIFIER, METRICS, normalized
+from vaepipe.resources import check_fits, classifier_needs
 from vaepipe.train import pick_device
 
 
 def main(params):
     device = pick_device(params.train.device)
-    train_x, train_y = load_split(require(normalized("train"), "normalize"))
+    train_path = require(normalized("train"), "normalize")
+    check_fits(classifier_needs(params.classifier.batch_size, split_length(train_path)), device)
+    train_x, train_y = load_split(train_path)
     test_x, test_y = load_split(require(normalized("test"), "normalize"))
     model = train_classifier(params.classifier, train_x, train_y, device=device)
     test_accuracy = accuracy(model, test_x.to(device), test_y.to(device))

@@ -1,7 +1,7 @@
 """Stage download: the four IDX files of data.dataset into data/raw/, checksum-verified."""
 
 from vaepipe.cli import run_stage
-from vaepipe.data import download
+from vaepipe.download import download
 from vaepipe.paths import RAW
 
 

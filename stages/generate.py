@@ -5,10 +5,12 @@ from vaepipe.data import load_split
 from vaepipe.figures import generate_figures
 from vaepipe.model import load_model
 from vaepipe.paths import MODEL, PLOTS, normalized
+from vaepipe.resources import check_fits, generate_needs
 
 
 def main(params):
-    model, _ = load_model(require(MODEL, "train"))
+    model, hparams = load_model(require(MODEL, "train"))
+    check_fits(generate_needs(hparams["d"], params.generate))
     test_x, test_labels = load_split(require(normalized("test"), "normalize"))
     generate_figures(model, test_x, test_labels, params.generate, params.seed, PLOTS)
 

@@ -2,7 +2,8 @@
 
 from vaepipe.atomic import atomic_path
 from vaepipe.cli import require, run_stage
-from vaepipe.data import SPLITS, read_split, save_split
+from vaepipe.data import SPLITS, save_split
+from vaepipe.idx import read_split
 from vaepipe.paths import NORMALIZED, RAW
 
 

@@ -4,12 +4,17 @@ from vaepipe.atomic import write_csv
 from vaepipe.cli import require, run_stage
 from vaepipe.figures import projection_rows, save_projection_figure
 from vaepipe.paths import PLOTS, SNAPSHOTS
-from vaepipe.snapshots import load_snapshot
+from vaepipe.resources import check_fits, projection_needs
+from vaepipe.snapshots import figure_epochs, last_epoch, load_snapshot
 
 
 def main(params):
     options = params.project
-    snapshots = {epoch: load_snapshot(require(SNAPSHOTS, "train"), epoch) for epoch in options.epochs}
+    folder = require(SNAPSHOTS, "train")
+    epochs = figure_epochs(options.epochs, last_epoch(folder))
+    snapshots = {epoch: load_snapshot(folder, epoch) for epoch in epochs}
+    mu = next(iter(snapshots.values()))["mu"]
+    check_fits(projection_needs(mu.shape[1], options.points, len(mu), len(epochs)))
     rows = projection_rows(snapshots, options.points, options.method, params.seed)
     write_csv(PLOTS / "projection.csv", rows)
     save_projection_figure(PLOTS / "projection.png", rows, snapshots, options.method, options.bubbles)

@@ -2,16 +2,21 @@
 
 from vaepipe.atomic import write_csv, write_json
 from vaepipe.cli import require, run_stage
-from vaepipe.data import load_split
+from vaepipe.data import load_split, split_length
 from vaepipe.model import save_model
 from vaepipe.paths import METRICS, MODEL, PLOTS, SNAPSHOTS, normalized
+from vaepipe.resources import check_fits, training_needs
 from vaepipe.snapshots import save_snapshots
-from vaepipe.train import fit
+from vaepipe.train import fit, pick_device
 
 
 def main(params):
-    train_x, _ = load_split(require(normalized("train"), "normalize"))
-    test_x, test_labels = load_split(require(normalized("test"), "normalize"))
+    train_path, test_path = (require(normalized(split), "normalize") for split in ("train", "test"))
+    check_fits(training_needs(params.d, params.train.batch_size, params.epochs,
+                              split_length(train_path), split_length(test_path)),
+               pick_device(params.train.device))
+    train_x, _ = load_split(train_path)
+    test_x, test_labels = load_split(test_path)
     model, history = fit(params, train_x, test_x)
     write_csv(PLOTS / "training.csv", history.rows)
     write_json(METRICS / "train.json", {"train": history.last_train})

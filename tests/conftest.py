@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 import yaml
 
-from vaepipe.data import FILES, MD5SUMS, SPLITS, write_idx
+from vaepipe.data import FILES, SPLITS
+from vaepipe.download import MD5SUMS
+from vaepipe.idx import write_idx
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from conftest import FASHION, refused_url, run_stage, set_params, synthetic_digits, write_dataset
-from vaepipe.data import DATASETS, FILES, SPLITS, read_split
+from vaepipe.data import FILES, SPLITS
+from vaepipe.download import DATASETS
+from vaepipe.idx import read_split
 
 RAW = "data/raw"
 

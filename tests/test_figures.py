@@ -9,12 +9,12 @@ import matplotlib.image
 import torch
 
 from conftest import run_stage, set_params, synthetic_digits
-from vaepipe.data import read_split
+from vaepipe.idx import read_split
 from vaepipe.figures import (LABEL_BAND, TITLE_BAND, first_of_each, generate_figures, grid_size,
                              morph, projection_rows)
 from vaepipe.model import VAE
 from vaepipe.params import load_params
-from vaepipe.snapshots import save_snapshots
+from vaepipe.snapshots import figure_epochs, save_snapshots
 
 
 def png_shape(path) -> tuple[int, int]:
@@ -85,8 +85,19 @@ def test_d_2_plots_mu_itself():
     assert [(r["x"], r["y"]) for r in rows] == [tuple(p) for p in mu.double().tolist()]
 
 
-def test_missing_snapshot_epoch_names_the_fix(workdir):
-    set_params(workdir, project__epochs=[0, 4], epochs=4)
-    save_snapshots(workdir / "models/snapshots", {0: (torch.randn(9, 2), torch.randn(9, 2))}, torch.arange(9))
+def test_figure_epochs_past_the_run_are_dropped_and_the_last_is_shown(workdir):
+    set_params(workdir, epochs=3, project__epochs=[0, 2, 5, 10], project__points=9)
+    codes = {epoch: (torch.randn(9, 2), torch.randn(9, 2)) for epoch in range(4)}
+    save_snapshots(workdir / "models/snapshots", codes, torch.arange(9))
     result = run_stage("project", workdir)
-    assert result.returncode == 1 and "epoch 4" in result.stderr and result.stderr.count("\n") == 1
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ("note: project.epochs [5, 10] are past the last training epoch (3); "
+                             "showing [0, 2, 3]\n")
+    epochs = {int(line.split(",")[0]) for line in (workdir / "plots/projection.csv").read_text().splitlines()[1:]}
+    assert epochs == {0, 2, 3}
+
+
+def test_figure_epochs_always_end_with_the_last():
+    assert figure_epochs([0, 5, 10], 10) == [0, 5, 10]
+    assert figure_epochs([0, 1], 10) == [0, 1, 10]
+    assert figure_epochs([20], 3) == [3]

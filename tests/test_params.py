@@ -31,10 +31,16 @@ BAD = [
     ({"train__momentum": 0.9}, "train.momentum", "unknown key"),
     ({"evaluate__iw_samples": 0}, "evaluate.iw_samples", ">= 1"),
     ({"evaluate__elbo_samples": "ten"}, "evaluate.elbo_samples", "integer"),
+    ({"evaluate__iw_samples": 20_000_000}, "evaluate.iw_samples", "<= 100000"),
+    ({"evaluate__fd_samples": 1.5e4 + 0.5}, "evaluate.fd_samples", "integer"),
+    ({"data__mirror": ""}, "data.mirror", "empty"),
+    ({"data__mirror": "   "}, "data.mirror", "empty"),
+    ({"data__mirror": "ftp://example.org/mnist/"}, "data.mirror", "ftp:// is not supported"),
+    ({"data__mirror": "http:/example.org/mnist/"}, "data.mirror", "not a URL"),
+    ({"data__mirror": ["/data/mnist", ""]}, "data.mirror entry ''", "empty"),
     ({"generate__samples": 0}, "generate.samples", ">= 1"),
     ({"generate__morph__start": 10}, "generate.morph.start", "<= 9"),
     ({"generate__morph__steps": 1}, "generate.morph.steps", ">= 2"),
-    ({"project__epochs": [0, 50]}, "project.epochs", "after the last training epoch"),
     ({"project__epochs": []}, "project.epochs", "non-empty"),
     ({"project__method": "umap"}, "project.method", "tsne, pca"),
     ({"project__points": 1}, "project.points", ">= 2"),
@@ -82,3 +88,39 @@ def test_defaults_load_as_typed_values():
     assert (params.seed, params.d, params.beta, params.epochs, params.model) == (1, 20, 1.0, 10, "vae")
     assert params.train.batch_size == 256 and params.train.lr == 0.001
     assert params.project.epochs == [0, 5, 10] and params.kl_weight == 1.0
+
+
+def write_params(workdir, old: str, new: str):
+    path = workdir / "params.yaml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    return load_params(path)
+
+
+@pytest.mark.parametrize("written, key, value", [
+    ("  lr: 1e-3\n", "lr", 0.001), ("  lr: 1E-3\n", "lr", 0.001), ("  lr: 5e-4\n", "lr", 0.0005),
+])
+def test_scientific_notation_without_a_dot_is_a_number(workdir, written, key, value):
+    params = write_params(workdir, "  lr: 0.001\n", written)
+    assert params.train.lr == value and isinstance(params.train.lr, float)
+
+
+def test_integral_scientific_notation_is_an_integer(workdir):
+    params = write_params(workdir, "  fd_samples: 10000", "  fd_samples: 1E4")
+    assert params.evaluate.fd_samples == 10000 and isinstance(params.evaluate.fd_samples, int)
+
+
+def test_duplicate_key_names_the_key_and_both_lines(workdir):
+    text = (workdir / "params.yaml").read_text()
+    first = text.splitlines().index("d: 20              # latent dimensions; the hidden layers have d² units (400)") + 1
+    (workdir / "params.yaml").write_text(text + "d: 30\n")
+    last = len(text.splitlines()) + 1
+    result = run_stage("train", workdir)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr == f"error: d: written twice in params.yaml (lines {first} and {last}); keep one\n"
+
+
+def test_project_epochs_past_the_run_are_not_a_params_error(workdir):
+    set_params(workdir, epochs=3)
+    assert load_params(workdir / "params.yaml").project.epochs == [0, 5, 10]

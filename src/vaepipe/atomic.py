@@ -7,6 +7,7 @@ complete new one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -16,6 +17,9 @@ from pathlib import Path
 
 import torch
 
+from vaepipe.errors import UserError
+
+DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}  # no space, file-size limit, quota
 _UMASK = os.umask(0)  # read the process umask (the only way is to set it), then restore
 os.umask(_UMASK)
 
@@ -37,8 +41,11 @@ def atomic_path(target: str | Path, *, directory: bool = False):
         if directory and target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
+            raise UserError(f"could not write {target}: {os.strerror(error.errno)}; the previous "
+                            "output is unchanged; free disk space and run `dvc repro` again") from None
         raise
 
 

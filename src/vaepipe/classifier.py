@@ -60,7 +60,10 @@ def sample_quality(classifier: Classifier, model, test_x: torch.Tensor, count: i
                    generator: torch.Generator) -> dict[str, float]:
     """`fd`: Fréchet distance between the features of `count` decoded prior samples and of
     the test images; `class_balance`: how evenly the samples spread over the 10 classes."""
-    sample_features, predicted = features_and_predictions(classifier, model.sample(count, generator))
+    z = model.prior_codes(count, generator)
+    with torch.no_grad():  # decoded a chunk at a time: only the features are kept
+        parts = [features_and_predictions(classifier, model.decode(z[part])) for part in chunks(count)]
+    sample_features, predicted = (torch.cat(kept) for kept in zip(*parts))
     test_features, _ = features_and_predictions(classifier, test_x)
     return {"fd": frechet_distance(sample_features.cpu().numpy(), test_features.cpu().numpy()),
             "class_balance": class_balance(predicted.cpu())}

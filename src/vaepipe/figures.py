@@ -26,6 +26,8 @@ GAP = 4            # pixels between digits
 TITLE_BAND = 40    # pixels above a digit grid for its title
 LABEL_BAND = 150   # pixels left of a grid whose rows are named
 DPI = 100
+PANEL_WIDTH = 420  # pixels per epoch panel of the projection figure
+MAX_SIDE = (1 << 16) - 1  # the most pixels a side Agg can draw
 STYLE = {"font.size": 11, "axes.titlesize": 12, "figure.titlesize": 13,
          "axes.spines.top": False, "axes.spines.right": False, "font.family": "DejaVu Sans"}
 DIGIT_COLOURS = plt.get_cmap("tab10")
@@ -35,6 +37,26 @@ def grid_size(rows: int, cols: int) -> tuple[int, int]:
     """(height, width) in pixels of a grid of digits, gaps included."""
     cell = SIDE * SCALE
     return rows * cell + (rows + 1) * GAP, cols * cell + (cols + 1) * GAP
+
+
+def figure_size(rows: int, cols: int, named: bool) -> tuple[int, int]:
+    """(height, width) in pixels of a digit figure: the grid, its title band and row names."""
+    height, width = grid_size(rows, cols)
+    return height + TITLE_BAND, width + (LABEL_BAND if named else 0)
+
+
+def sample_columns(samples: int) -> int:
+    return math.ceil(math.sqrt(samples))
+
+
+def digit_figures(options) -> list[tuple[str, int, tuple[int, int]]]:
+    """The generate stage's figures: (the param that sizes it, decodings, (height, width))."""
+    cols = sample_columns(options.samples)
+    return [("generate.samples", options.samples,
+             figure_size(math.ceil(options.samples / cols), cols, False)),
+            ("generate.reconstructions", options.reconstructions,
+             figure_size(2, options.reconstructions, True)),
+            ("generate.morph.steps", options.morph.steps, figure_size(2, options.morph.steps, True))]
 
 
 def tile(images: torch.Tensor, cols: int) -> np.ndarray:
@@ -54,7 +76,7 @@ def tile(images: torch.Tensor, cols: int) -> np.ndarray:
 def save_digit_figure(path, grid: np.ndarray, title: str, row_names: list[str] | None = None) -> None:
     """A digit grid at 1:1 pixels under a title, its rows named at the left when given."""
     height, width = grid.shape
-    left = LABEL_BAND if row_names else 0
+    left = LABEL_BAND if row_names else 0  # figure_size gives the whole figure's size
     with plt.rc_context(STYLE):
         fig = plt.figure(figsize=((width + left) / DPI, (height + TITLE_BAND) / DPI), dpi=DPI)
         ax = fig.add_axes((left / (width + left), 0, width / (width + left), height / (height + TITLE_BAND)))
@@ -104,7 +126,7 @@ def generate_figures(model, test_x: torch.Tensor, test_labels: torch.Tensor, opt
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     samples = model.sample(options.samples, generator)
-    cols = math.ceil(math.sqrt(options.samples))
+    cols = sample_columns(options.samples)
     save_digit_figure(folder / "samples.png", tile(samples, cols),
                       f"Decodings of z ~ N(0, I): {options.samples} samples")
 
@@ -155,7 +177,7 @@ def save_projection_figure(path, rows: list[dict], snapshots: dict[int, dict], m
     direct = next(iter(snapshots.values()))["mu"].shape[1] == 2
     axis_name = "μ" if direct else {"tsne": "t-SNE", "pca": "PCA"}[method]
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(epochs), figsize=(4.2 * len(epochs), 4.6), dpi=DPI,
+        fig, axes = plt.subplots(1, len(epochs), figsize=(PANEL_WIDTH / DPI * len(epochs), 4.6), dpi=DPI,
                                  squeeze=False, layout="constrained")
         for ax, epoch in zip(axes[0], epochs):
             points = [r for r in rows if r["epoch"] == epoch]

@@ -59,14 +59,22 @@ def decoder_log_likelihood(model, likelihood: str) -> Callable:
     return log_likelihood
 
 
+def draw_passes(n: int, k: int):
+    """(images, draws) per pass for k posterior draws of each of n images, about CHUNK
+    decodings a pass: k = 100 takes 20 images at once, k = 5000 one image in 3 passes."""
+    draws = min(k, CHUNK)
+    for part in chunks(n, max(1, CHUNK // k)):
+        yield part, [min(draws, k - done) for done in range(0, k, draws)]
+
+
 @torch.no_grad()
 def neg_elbo(log_likelihood: Callable, x, mu, logvar, samples: int,
              generator: torch.Generator | None = None) -> float:
     """−ELBO with β = 1 per image: E_q[−log p(x|z)] over `samples` draws + KL (closed form)."""
     total = 0.0
-    for part in chunks(len(x), max(1, CHUNK // samples)):
-        z = sample_posterior(mu[part], logvar[part], samples, generator)
-        recon = -log_likelihood(x[part], z).mean(0)
+    for part, passes in draw_passes(len(x), samples):
+        recon = -sum(log_likelihood(x[part], sample_posterior(mu[part], logvar[part], draws, generator)
+                                    ).sum(0) for draws in passes) / samples
         total += (recon + kl_per_dim(mu[part], logvar[part]).sum(-1)).sum().item()
     return total / len(x)
 
@@ -77,14 +85,17 @@ def iw_nll(log_likelihood: Callable, x, mu, logvar, k: int,
     """−log p(x) bounded by −log (1/k) Σᵢ p(x|zᵢ) p(zᵢ) / q(zᵢ|x), zᵢ ~ q(z|x), per image.
 
     Burda et al. (2016): with k = 1 this is the negative ELBO; it tightens as k grows.
+    Passes of draws are combined by a log-sum-exp of their log-sum-exps, so any k fits.
     """
     total = 0.0
     zeros = torch.zeros_like(mu[:1])
-    for part in chunks(len(x), max(1, CHUNK // k)):
-        z = sample_posterior(mu[part], logvar[part], k, generator)
-        log_w = log_likelihood(x[part], z)
-        log_w = log_w + log_normal(z, zeros, zeros) - log_normal(z, mu[part], logvar[part])
-        total -= (torch.logsumexp(log_w, dim=0) - math.log(k)).sum().item()
+    for part, passes in draw_passes(len(x), k):
+        sums = []
+        for draws in passes:
+            z = sample_posterior(mu[part], logvar[part], draws, generator)
+            log_w = log_likelihood(x[part], z) + log_normal(z, zeros, zeros) - log_normal(z, mu[part], logvar[part])
+            sums.append(torch.logsumexp(log_w, dim=0))
+        total -= (torch.logsumexp(torch.stack(sums), dim=0) - math.log(k)).sum().item()
     return total / len(x)
 
 

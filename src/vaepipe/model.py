@@ -50,11 +50,15 @@ class VAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
 
+    def prior_codes(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        """z ~ N(0, I), drawn on the generator's device, returned on the model's."""
+        z = torch.randn(count, self.d, generator=generator, device=generator.device)
+        return z.to(self.decoder[0].weight.device)
+
     @torch.no_grad()
     def sample(self, count: int, generator: torch.Generator) -> torch.Tensor:
         """Decodings of z ~ N(0, I): the notes' figure 6."""
-        z = torch.randn(count, self.d, generator=generator, device=generator.device)
-        return self.decoder(z.to(self.decoder[0].weight.device))
+        return self.decoder(self.prior_codes(count, generator))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(x̂ as logits, μ, log σ²)."""

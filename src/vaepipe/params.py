@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +19,29 @@ import yaml
 from vaepipe.errors import ParamsError
 
 PARAMS_FILE = "params.yaml"
+MAX_IW_SAMPLES = 100_000  # papers use k ≤ 5000; far beyond, the bound would run for days
+
+
+class ParamsLoader(yaml.SafeLoader):
+    """YAML as a user means it: `1e-3` is a number (YAML 1.2; PyYAML's 1.1 reads a string),
+    and a key written twice is an error instead of the last one silently winning."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ParamsError(f"{key}: written twice in params.yaml (lines {seen[key]} and "
+                                  f"{line}); keep one")
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+ParamsLoader.add_implicit_resolver(  # YAML 1.2's floats: a dot is optional before the exponent
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
 
 
 def number(*, minimum=None, above=None, maximum=None):
@@ -48,7 +72,7 @@ class Train:
 @dataclass(frozen=True)
 class Evaluate:
     elbo_samples: int = number(minimum=1)
-    iw_samples: int = number(minimum=1)
+    iw_samples: int = number(minimum=1, maximum=MAX_IW_SAMPLES)
     fd_samples: int = number(minimum=2)
 
 
@@ -111,24 +135,33 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     if not path.exists():
         raise ParamsError(f"{path} not found: run from the project root, where params.yaml lives")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=ParamsLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ParamsError(f"{path} is not valid YAML{where}: fix its syntax") from None
     params = _build(Params, raw, "")
-    for epoch in params.project.epochs:
-        if epoch > params.epochs:
-            raise ParamsError(
-                f"project.epochs: epoch {epoch} is after the last training epoch "
-                f"(epochs: {params.epochs}); use values from 0 to {params.epochs}")
-    if params.data.mirror == []:
-        raise ParamsError("data.mirror: an empty list; use null for the official mirrors, "
-                          "or list at least one URL or folder")
+    _check_mirror(params.data.mirror)
     if params.data.dataset == "custom" and params.data.mirror is None:
         raise ParamsError("data.mirror: dataset 'custom' needs a mirror; "
                           "set it to a URL or folder holding the four IDX .gz files")
     return params
+
+
+def _check_mirror(mirror) -> None:
+    if mirror == []:
+        raise ParamsError("data.mirror: an empty list; use null for the official mirrors, "
+                          "or list at least one URL or folder")
+    for entry in [mirror] if isinstance(mirror, str) else mirror or []:
+        where = "data.mirror" if isinstance(mirror, str) else f"data.mirror entry {entry!r}"
+        if not entry.strip():
+            raise ParamsError(f"{where}: empty; write a URL (http:// or https://) or a folder")
+        scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", entry)
+        if scheme and scheme.group(1).lower() not in ("http", "https"):
+            raise ParamsError(f"{where}: {scheme.group(1)}:// is not supported; "
+                              "use an http:// or https:// URL, or a local folder")
+        if re.match(r"^https?(:/?[^/]|//)", entry, re.IGNORECASE):  # http:/host, http//host
+            raise ParamsError(f"{where}: not a URL (write it as http://host/path/)")
 
 
 def _build(cls, raw, prefix: str):
@@ -169,7 +202,11 @@ def _check(value, hint, spec, key):
         if not value or any(v < 0 for v in value) or len(set(value)) != len(value):
             raise ParamsError(f"{key}: must be a non-empty list of distinct epochs >= 0, got {value!r}")
         return sorted(value)
-    return float(value) if hint is float else value
+    if hint is float:
+        return float(value)
+    if hint is int:
+        return int(value)
+    return value
 
 
 def _has_type(value, hint) -> bool:
@@ -181,6 +218,8 @@ def _has_type(value, hint) -> bool:
         return value is None
     if hint is float:
         return isinstance(value, (int, float))
+    if hint is int:  # 1E4 reads as a float; it still means the integer 10000
+        return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
     if typing.get_origin(hint) is list:
         (item,) = typing.get_args(hint)
         return isinstance(value, list) and all(_has_type(v, item) for v in value)
