@@ -19,3 +19,4 @@ test: $(INSTALLED)
 
 bench: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/train_speed.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/pipeline.py

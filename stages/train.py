@@ -7,7 +7,28 @@ from vaepipe.model import save_model
 from vaepipe.paths import METRICS, MODEL, PLOTS, SNAPSHOTS, normalized
 from vaepipe.resources import check_fits, training_needs
 from vaepipe.snapshots import save_snapshots
-from vaepipe.train import fit, pick_device
+from vaepipe.train import History, fit, pick_device
+
+class LiveCurves:
+    """plots/training.csv and metrics/train.json, rewritten after every epoch so that
+    `dvc exp show` and `dvc plots` follow the run; removed if the run stops part-way."""
+
+    files = (PLOTS / "training.csv", METRICS / "train.json")
+
+    def __init__(self):
+        self.written = False
+
+    def __call__(self, history: History) -> None:
+        write_csv(self.files[0], history.rows)
+        self.written = True  # from here on the previous run's curves are gone
+        write_json(self.files[1], {"train": history.last_train})
+
+    def discard(self) -> None:
+        if self.written:
+            for path in self.files:
+                path.unlink(missing_ok=True)
+                if not any(path.parent.iterdir()):
+                    path.parent.rmdir()
 
 
 def main(params):
@@ -17,9 +38,12 @@ def main(params):
                pick_device(params.train.device))
     train_x, _ = load_split(train_path)
     test_x, test_labels = load_split(test_path)
-    model, history = fit(params, train_x, test_x)
-    write_csv(PLOTS / "training.csv", history.rows)
-    write_json(METRICS / "train.json", {"train": history.last_train})
+    live = LiveCurves()
+    try:
+        model, history = fit(params, train_x, test_x, on_epoch=live)
+    except BaseException:
+        live.discard()
+        raise
     save_snapshots(SNAPSHOTS, history.codes, test_labels)
     save_model(MODEL, model, {"beta": params.kl_weight, "likelihood": params.train.likelihood})
 

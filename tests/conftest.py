@@ -169,12 +169,14 @@ def project_files() -> list[str]:
     return [name for name in listed if (ROOT / name).is_file()]
 
 
-def make_repo(folder: Path, mirror_url: str, **changes) -> Path:
-    """A git repository holding a copy of the project, set to read a custom mirror."""
+def make_repo(folder: Path, mirror_url: str, *, dataset: str = "custom", fast: bool = True,
+              **changes) -> Path:
+    """A git repository holding a copy of the project, set to read `dataset` from a mirror,
+    with the small FAST settings unless `fast` is false."""
     for name in project_files():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, folder / name)
-    set_params(folder, data__dataset="custom", data__mirror=mirror_url, **{**FAST, **changes})
+    set_params(folder, data__dataset=dataset, data__mirror=mirror_url, **{**(FAST if fast else {}), **changes})
     git(folder, "init", "-q", "-b", "main")
     git(folder, "config", "user.name", "test")
     git(folder, "config", "user.email", "test@example.com")
@@ -205,18 +207,16 @@ def dvc(folder: Path, *args: str, check: bool = True, timeout: float = 900, stdo
     return result
 
 
-def find_mnist_test() -> Path | None:
-    """The real MNIST test set in a `shared/data/mnist-test` folder beside the checkout."""
-    for parent in ROOT.parents:
-        candidate = parent / "shared" / "data" / "mnist-test"
-        if (candidate / "t10k-images-idx3-ubyte.gz").exists():
-            return candidate
-    return None
+def find_mnist() -> Path | None:
+    """The whole real MNIST: $VAEPIPE_MNIST, or `shared/data/mnist` beside the checkout."""
+    candidates = [Path(os.environ["VAEPIPE_MNIST"])] if os.environ.get("VAEPIPE_MNIST") else []
+    candidates += [parent / "shared" / "data" / "mnist" for parent in ROOT.parents]
+    return next((folder for folder in candidates if all((folder / name).exists() for name in FILES)), None)
 
 
-@pytest.fixture
-def mnist_test() -> Path:
-    folder = find_mnist_test()
+@pytest.fixture(scope="session")
+def mnist() -> Path:
+    folder = find_mnist()
     if folder is None:
-        pytest.skip("the real MNIST test set (shared/data/mnist-test) is not beside this checkout")
+        pytest.skip("the real MNIST (shared/data/mnist beside the checkout, or $VAEPIPE_MNIST) is absent")
     return folder

@@ -59,8 +59,8 @@ def test_morph_runs_from_the_first_3_to_the_first_8_through_their_means():
     assert latent.shape == pixels.shape == (6, 784)
 
 
-def test_morph_pair_on_real_mnist_digits(mnist_test):
-    _, labels = read_split(mnist_test, "test")
+def test_morph_pair_on_real_mnist_digits(mnist):
+    _, labels = read_split(mnist, "test")
     i, j = first_of_each(labels, 3, 8)
     assert (i, labels[i].item(), labels[j].item()) == (18, 3, 8)
 

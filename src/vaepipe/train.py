@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -110,9 +111,10 @@ def untrained_terms(model: VAE, x: torch.Tensor, *, beta: float, likelihood: str
     return dict(zip(TERMS, (totals / len(x)).tolist()))
 
 
-def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool = True
-        ) -> tuple[VAE, History]:
-    """Train the model `params` describe; the history holds every epoch, 0 to the last."""
+def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool = True,
+        on_epoch: Callable[[History], None] | None = None) -> tuple[VAE, History]:
+    """Train the model `params` describe; the history holds every epoch, 0 to the last.
+    `on_epoch(history)` runs after each epoch is recorded (live curves)."""
     device = pick_device(params.train.device)
     seed_everything(params.seed)
     generator = torch.Generator().manual_seed(params.seed)
@@ -130,4 +132,6 @@ def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool =
                                       progress=progress, **options)
         test_terms, mu, logvar = score(model, test_x, **options)
         history.record(epoch, train_terms, test_terms, mu, logvar)
+        if on_epoch is not None:
+            on_epoch(history)
     return model, history
