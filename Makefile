@@ -4,11 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test bench
+.PHONY: run test bench review share
+BASE ?= main
 
 $(INSTALLED): pyproject.toml requirements.lock
 	test -x $(BIN)/python || python3 -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[test]'
 	touch $@
 
 run: $(INSTALLED)
@@ -20,3 +21,11 @@ test: $(INSTALLED)
 bench: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/train_speed.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/pipeline.py
+
+# a Markdown report of the workspace against $(BASE): review/report.md
+review: $(INSTALLED)
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m vaepipe.review $(BASE) --out review
+
+# every run this machine made, to the default DVC remote: teammates' `dvc exp run --pull` restores it
+share: $(INSTALLED)
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m vaepipe.share

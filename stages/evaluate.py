@@ -1,11 +1,11 @@
-"""Stage evaluate: metrics/eval.json and plots/kl_per_dim.csv for the trained model."""
+"""Stage evaluate: metrics/eval.json, plots/kl_per_dim.csv and plots/rate_distortion.csv."""
 
 import torch
 
 from vaepipe.atomic import write_csv, write_json
 from vaepipe.classifier import load_classifier, sample_quality
 from vaepipe.cli import require, run_stage
-from vaepipe.data import load_split, split_length
+from vaepipe.data import as_modelled, load_split, split_length
 from vaepipe.metrics import test_report
 from vaepipe.model import load_model
 from vaepipe.paths import CLASSIFIER, METRICS, MODEL, PLOTS, normalized
@@ -21,11 +21,16 @@ def main(params):
     check_fits(evaluate_needs(hparams["d"], params.evaluate.fd_samples, split_length(test_path)), device)
     test_x = load_split(test_path)[0].to(device)
     generator = torch.Generator(device).manual_seed(params.seed)
-    report, kl = test_report(model, hparams, test_x, generator=generator,
+    report, kl = test_report(model, hparams, as_modelled(test_x, "test", hparams["binarize"]),
+                             generator=generator,
                              elbo_samples=params.evaluate.elbo_samples,
                              iw_samples=params.evaluate.iw_samples)
-    samples = sample_quality(classifier, model, test_x, params.evaluate.fd_samples, generator)
+    prior = model.prior_codes(params.evaluate.fd_samples, generator)
+    samples = sample_quality(classifier, model, test_x, prior)
     write_csv(PLOTS / "kl_per_dim.csv", [{"dim": u, "kl": value} for u, value in enumerate(kl.tolist())])
+    # one point per run: `dvc plots diff` over a β sweep's experiments draws the curve
+    write_csv(PLOTS / "rate_distortion.csv", [{"beta": hparams["beta"], "rate": report["kl"],
+                                               "distortion": report["recon"]}])
     write_json(METRICS / "eval.json", {"test": report, "samples": samples})
 
 

@@ -1,7 +1,7 @@
 """Stage generate: plots/samples.png, plots/reconstructions.png and plots/morph.png."""
 
 from vaepipe.cli import require, run_stage
-from vaepipe.data import load_split
+from vaepipe.data import as_modelled, load_split
 from vaepipe.figures import generate_figures
 from vaepipe.model import load_model
 from vaepipe.paths import MODEL, PLOTS, normalized
@@ -12,7 +12,7 @@ def main(params):
     model, hparams = load_model(require(MODEL, "train"))
     check_fits(generate_needs(hparams["d"], params.generate))
     test_x, test_labels = load_split(require(normalized("test"), "normalize"))
-    generate_figures(model, test_x, test_labels, params.generate, params.seed, PLOTS)
+    generate_figures(model, as_modelled(test_x, "test", hparams["binarize"]), test_labels, params.generate, params.seed, PLOTS)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def main(params):
         live.discard()
         raise
     save_snapshots(SNAPSHOTS, history.codes, test_labels)
-    save_model(MODEL, model, {"beta": params.kl_weight, "likelihood": params.train.likelihood})
+    save_model(MODEL, model, {"beta": params.kl_weight, "binarize": params.data.binarize})
 
 
 if __name__ == "__main__":

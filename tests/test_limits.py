@@ -18,10 +18,12 @@ from conftest import ROOT, FAST, Mirror, dvc, make_repo, run_stage, set_params, 
 from test_pipeline import STAGES, ran
 
 GB = 1 << 30
-# stage script run under this launcher: it writes its own peak RSS (KiB) beside params.yaml
-MEASURED = ("import atexit, resource, runpy, sys\n"
+# stage script run under this launcher: it writes its own peak RSS (KiB) beside params.yaml.
+# VmHWM, not ru_maxrss: Linux carries a forking parent's RSS into the child's ru_maxrss, so
+# a child of a large pytest process would report the parent's size.
+MEASURED = ("import atexit, re, runpy, sys\n"
             "atexit.register(lambda: open('maxrss', 'w').write("
-            "str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))\n"
+            "re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)))\n"
             "runpy.run_path(sys.argv[1], run_name='__main__')\n")
 
 

@@ -8,17 +8,18 @@ import csv
 import json
 import re
 import shutil
+import subprocess
 import time
 
 import pytest
 import yaml
 
-from conftest import Mirror, dvc, git, make_repo, write_dataset
+from conftest import BIN, Mirror, dvc, git, make_repo, stage_env, write_dataset
 
 pytestmark = pytest.mark.e2e
 
-STAGES = ["download", "normalize", "train", "classifier", "evaluate", "generate", "project"]
-PNGS = ["samples", "reconstructions", "morph", "projection"]
+STAGES = ["download", "normalize", "train", "classifier", "evaluate", "generate", "project", "latent"]
+PNGS = ["samples", "reconstructions", "morph", "projection", "kl_variance", "traversals", "manifold", "gmm_samples"]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,13 @@ def test_from_scratch_runs_give_identical_model_and_metrics(repo):
 
 def test_beta_2_reruns_only_train_and_after(repo):
     result = dvc(repo, "exp", "run", "-S", "beta=2")
-    assert sorted(ran(result.stdout)) == ["evaluate", "generate", "project", "train"]
+    assert sorted(ran(result.stdout)) == ["evaluate", "generate", "latent", "project", "train"]
+
+
+def test_rate_distortion_file_is_one_row_with_the_runs_beta(repo):
+    rows = list(csv.DictReader((repo / "plots/rate_distortion.csv").open()))
+    test = json.loads((repo / "metrics/eval.json").read_text())["test"]
+    assert rows == [{"beta": "2.0", "rate": repr(test["kl"]), "distortion": repr(test["recon"])}]
 
 
 def test_metrics_diff_shows_changed_kl_and_recon(repo):
@@ -77,6 +84,63 @@ def test_metrics_diff_shows_changed_kl_and_recon(repo):
     for key in ("test.kl", "test.recon"):
         assert diff[key]["old"] != diff[key]["new"], key
     assert diff["test.kl"]["new"] < diff["test.kl"]["old"]  # a heavier KL weight shrinks the KL
+
+
+def test_review_report_holds_the_change_and_both_figures(repo):
+    env = dict(stage_env(), PYTHONPATH=str(repo / "src"))
+    result = subprocess.run([str(BIN / "python"), "-m", "vaepipe.review", "HEAD", "--out", "review"],
+                            cwd=repo, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = (repo / "review/report.md").read_text()
+    params = report.split("## Params that changed")[1].split("##")[0]
+    assert re.search(r"\| params\.yaml\s*\| beta\s*\| 1\s*\| 2\s*\|", params), params
+    diff = json.loads(dvc(repo, "metrics", "diff", "HEAD", "--json").stdout)["metrics/eval.json"]
+    for key in ("test.kl", "test.recon"):
+        old, new = (f"{diff[key][side]:.3f}"[:5] for side in ("old", "new"))
+        line = next(line for line in report.splitlines()
+                    if re.match(rf"\|\s*metrics/eval\.json\s*\|\s*{re.escape(key)}\s*\|", line))
+        assert old in line and new in line, line
+    assert "| test.iw_nll |" in report and "| samples.fd |" in report and "no metrics" not in report
+    for name in ("samples.png", "morph.png", "projection.png"):
+        assert f"![base {name}](base/{name})" in report and f"![change {name}](change/{name})" in report
+        assert (repo / "review/base" / name).read_bytes() == git_bytes(repo, f"HEAD:plots/{name}")
+        assert (repo / "review/change" / name).read_bytes() == (repo / "plots" / name).read_bytes()
+    assert (repo / "review/curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def git_bytes(repo, spec: str) -> bytes:
+    return subprocess.run(["git", "show", spec], cwd=repo, capture_output=True, check=True).stdout
+
+
+def test_review_says_when_the_base_has_no_metrics(repo):
+    first = git(repo, "rev-list", "--max-parents=0", "HEAD").strip()  # the commit before any run
+    env = dict(stage_env(), PYTHONPATH=str(repo / "src"))
+    result = subprocess.run([str(BIN / "python"), "-m", "vaepipe.review", first, "--out", "review-first"],
+                            cwd=repo, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = (repo / "review-first/report.md").read_text()
+    assert f"**The base `{first}` has no metrics**" in report
+    shutil.rmtree(repo / "review-first")
+
+
+def test_shared_run_cache_restores_every_stage_in_a_fresh_clone(repo, tmp_path):
+    """β = 2 ran in `repo`; a teammate's clone pulls what it made and trains nothing."""
+    remote = tmp_path / "dvc-remote"
+    dvc(repo, "remote", "add", "--local", "-d", "shared", str(remote))
+    share = subprocess.run([str(BIN / "python"), "-m", "vaepipe.share"], cwd=repo, capture_output=True,
+                           text=True, env=dict(stage_env(), PYTHONPATH=str(repo / "src")))
+    assert share.returncode == 0 and "run-cache entries" in share.stdout, share.stderr
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    dvc(clone, "remote", "add", "--local", "-d", "shared", str(remote))
+    result = dvc(clone, "exp", "run", "--pull", "-S", "beta=2")
+    assert ran(result.stdout) == [], result.stdout
+    restored = re.findall(r"Stage '([^']+)' is cached - skipping run", result.stdout)
+    pulled = re.findall(r"Pulling data for stage: '([^']+)'", result.stdout)
+    assert sorted(restored) == ["evaluate", "generate", "latent", "project", "train"], result.stdout
+    assert sorted(restored + pulled) == sorted(STAGES)
+    for name in ("metrics/eval.json", "metrics/latent.json", "plots/training.csv", "plots/samples.png"):
+        assert (clone / name).read_bytes() == (repo / name).read_bytes(), name
 
 
 def test_exp_show_lists_both_runs(repo):
@@ -95,7 +159,8 @@ def test_plots_show_renders_every_plot(repo):
     plots = yaml.safe_load((repo / "dvc.yaml").read_text())["plots"]
     for title in [next(iter(plot)) for plot in plots if isinstance(plot, dict)]:
         assert title in html  # the data plots are inlined under their titles
-    for column in ("train_loss", "test_loss", "train_recon", "test_recon", "train_kl", "test_kl", "kl"):
+    for column in ("train_loss", "test_loss", "train_recon", "test_recon", "train_kl", "test_kl", "kl", "rate",
+                   "distortion", "variance"):
         assert f'"field": "{column}"' in html
 
 
@@ -116,10 +181,16 @@ def test_kl_per_dim_adds_up_to_the_test_kl(repo):
 
 def test_ae_experiment_runs_end_to_end_without_a_bound(repo):
     result = dvc(repo, "exp", "run", "-S", "model=ae", "-S", "beta=1")
-    assert sorted(ran(result.stdout)) == ["evaluate", "generate", "project", "train"]
+    assert sorted(ran(result.stdout)) == ["evaluate", "generate", "latent", "project", "train"]
     metrics = json.loads((repo / "metrics/eval.json").read_text())
     assert "iw_nll" not in metrics["test"] and "fd" in metrics["samples"]
     assert metrics["test"]["loss"] == metrics["test"]["recon"]  # no KL term in an AE's loss
+
+
+def test_figure_params_never_retrain(repo):
+    assert sorted(ran(dvc(repo, "exp", "run", "-S", "generate.samples=9").stdout)) == ["generate", "latent"]
+    assert ran(dvc(repo, "exp", "run", "-S", "latent.gmm_components=3").stdout) == ["latent"]
+    assert ran(dvc(repo, "exp", "run", "-S", "latent.traversal_steps=5").stdout) == ["latent"]
 
 
 def test_queued_beta_sweep_runs_every_experiment(repo):

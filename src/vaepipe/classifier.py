@@ -56,13 +56,12 @@ def features_and_predictions(model: Classifier, x: torch.Tensor) -> tuple[torch.
     return features, model.head(features).argmax(dim=1)
 
 
-def sample_quality(classifier: Classifier, model, test_x: torch.Tensor, count: int,
-                   generator: torch.Generator) -> dict[str, float]:
-    """`fd`: Fréchet distance between the features of `count` decoded prior samples and of
-    the test images; `class_balance`: how evenly the samples spread over the 10 classes."""
-    z = model.prior_codes(count, generator)
+def sample_quality(classifier: Classifier, model, test_x: torch.Tensor, z: torch.Tensor) -> dict[str, float]:
+    """`fd`: Fréchet distance between the features of the decoded codes `z` (prior samples,
+    or any sampler's) and of the test images; `class_balance`: how evenly the decodings
+    spread over the 10 classes."""
     with torch.no_grad():  # decoded a chunk at a time: only the features are kept
-        parts = [features_and_predictions(classifier, model.decode(z[part])) for part in chunks(count)]
+        parts = [features_and_predictions(classifier, model.decode(z[part])) for part in chunks(len(z))]
     sample_features, predicted = (torch.cat(kept) for kept in zip(*parts))
     test_features, _ = features_and_predictions(classifier, test_x)
     return {"fd": frechet_distance(sample_features.cpu().numpy(), test_features.cpu().numpy()),

@@ -13,6 +13,8 @@ SPLITS = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
 FILES = [name for pair in SPLITS.values() for name in pair]
 SIDE = 28
 PIXELS = SIDE * SIDE
+# binarized once with a fixed seed, whatever params.seed: every run is scored on the same bits
+BINARIZE_ONCE_SEED = {"train": 2, "test": 3}
 
 
 def save_split(path: Path, images: torch.Tensor, labels: torch.Tensor) -> None:
@@ -27,3 +29,17 @@ def load_split(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
 def split_length(path: Path) -> int:
     """The number of images in a saved split, memory-mapped, not read (for memory checks)."""
     return len(torch.load(path, weights_only=True, mmap=True)["labels"])
+
+
+def binarize(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Every pixel drawn anew as Bernoulli(x): 1 with probability x, else 0 (mean x)."""
+    u = torch.rand(x.shape, generator=generator, device=generator.device)
+    return (u.to(x.device) < x).to(x.dtype)
+
+
+def as_modelled(x: torch.Tensor, split: str, mode: str) -> torch.Tensor:
+    """A split as the model sees it under `data.binarize`: the test set is binarized once
+    unless `none`; the training set once only when `static` (`dynamic` draws each batch)."""
+    if mode == "none" or (split == "train" and mode == "dynamic"):
+        return x
+    return binarize(x, torch.Generator(x.device).manual_seed(BINARIZE_ONCE_SEED[split]))

@@ -87,10 +87,10 @@ def save_digit_figure(path, grid: np.ndarray, title: str, row_names: list[str] |
             rows = len(row_names)
             fig.text(left / (width + left) - 0.01, (rows - i - 0.5) / rows * height / (height + TITLE_BAND),
                      name, ha="right", va="center")
-        _save(fig, path)
+        save_figure(fig, path)
 
 
-def _save(fig, path) -> None:
+def save_figure(fig, path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
     plt.close(fig)
@@ -196,7 +196,7 @@ def save_projection_figure(path, rows: list[dict], snapshots: dict[int, dict], m
         fig.legend(handles=handles, title="label", loc="outside right center")
         what = "the means μ" if direct else f"{axis_name} projection of the means μ"
         fig.suptitle(f"Latent space by epoch: {what} of {len(xy)} test images")
-        _save(fig, path)
+        save_figure(fig, path)
 
 
 def _draw_bubbles(ax, snapshot: dict, count: int) -> None:

@@ -8,6 +8,8 @@ the dict `vae_loss` returns.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 TERMS = ("loss", "recon", "kl")
@@ -36,11 +38,47 @@ def binary_cross_entropy(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return BinaryCrossEntropy.apply(logits, x)
 
 
+TAYLOR_BELOW = 1e-2  # |logit| under which log C uses its series: l / tanh(l/2) is 0/0 at l = 0
+
+
+def continuous_bernoulli_log_norm(logits: torch.Tensor) -> torch.Tensor:
+    """log C(λ) per pixel, C(λ) = 2 artanh(1 − 2λ) / (1 − 2λ) for λ = sigmoid(l).
+
+    Loaiza-Ganem & Cunningham (2019), eq. 3. With 1 − 2λ = −tanh(l/2) and
+    artanh(1 − 2λ) = −l/2 this is C = l / tanh(l/2): log|l| − log tanh(|l|/2) away from
+    λ = ½, and log 2 + log(1 + l²/12 − l⁴/720) (its Taylor series, C(½) = 2) near it.
+    """
+    small = logits.abs() < TAYLOR_BELOW
+    safe = torch.where(small, torch.ones_like(logits), logits.abs())  # no 0/0, not even in grad
+    far = safe.log() - torch.tanh(safe / 2).log()
+    l2 = torch.where(small, logits, torch.zeros_like(logits)).pow(2)
+    near = math.log(2) + torch.log1p(l2 / 12 - l2.pow(2) / 720)
+    return torch.where(small, near, far)
+
+
 def reconstruction(logits: torch.Tensor, x: torch.Tensor, likelihood: str) -> torch.Tensor:
-    """Per image: binary cross-entropy for [0,1] pixels, or ½‖x − x̂‖² for real values."""
+    """−log p(x|z) per image: binary cross-entropy for [0,1] pixels (a density only for
+    binary x), the continuous Bernoulli (a density on [0, 1]: BCE − log C), or ½‖x − x̂‖²
+    for real values (a unit-variance Gaussian without its constant ½·784·log 2π)."""
     if likelihood == "bernoulli":
         return binary_cross_entropy(logits, x)
+    if likelihood == "continuous-bernoulli":
+        return binary_cross_entropy(logits, x) - continuous_bernoulli_log_norm(logits).sum(dim=1)
     return 0.5 * (x - torch.sigmoid(logits)).pow(2).sum(dim=1)
+
+
+def decoded_mean(logits: torch.Tensor, likelihood: str) -> torch.Tensor:
+    """The mean of p(x|z), what figures show: λ = sigmoid(l), except for the continuous
+    Bernoulli, whose mean is 1/(1 − e^−l) − 1/l, not λ (its paper advises drawing the
+    mean). Near l = 0 that difference cancels, so its series ½ + l/12 − l³/720 + l⁵/30240
+    is used below |l| = ½ (truncation error < 1e-8 there)."""
+    if likelihood != "continuous-bernoulli":
+        return torch.sigmoid(logits)
+    small = logits.abs() < 0.5
+    safe = torch.where(small, torch.ones_like(logits), logits)
+    far = -torch.expm1(-safe).reciprocal() - safe.reciprocal()
+    l = torch.where(small, logits, torch.zeros_like(logits))
+    return torch.where(small, 0.5 + l / 12 - l.pow(3) / 720 + l.pow(5) / 30240, far)
 
 
 def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,14 @@ def score(model, x: torch.Tensor, *, beta: float, likelihood: str
     return dict(zip(TERMS, (totals / len(x)).tolist())), torch.cat(mus), torch.cat(logvars)
 
 
+@torch.no_grad()
+def encode_all(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every image's μ and log σ², a chunk at a time."""
+    model.eval()
+    codes = [model.encode(x[part]) for part in chunks(len(x))]
+    return torch.cat([mu for mu, _ in codes]), torch.cat([logvar for _, logvar in codes])
+
+
 def sample_posterior(mu, logvar, k: int, generator: torch.Generator | None) -> torch.Tensor:
     """k draws z = μ + ε ⊙ σ for every image: [k, N, d]."""
     eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
@@ -124,10 +132,21 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
                  - 2 * np.sqrt(cross).sum())
 
 
+def likelihood_meaning(likelihood: str, binarize: str) -> str:
+    """What eval.json's likelihood numbers are; `iw_nll` bounds −log p(x) of a normalised
+    density only for `continuous-bernoulli` and `bernoulli-binarized`."""
+    if likelihood == "bernoulli":  # BCE on grey pixels is not a distribution over them
+        return "bernoulli-unnormalised" if binarize == "none" else "bernoulli-binarized"
+    if likelihood == "gaussian":
+        return "gaussian-without-constant"  # ½‖x − x̂‖², leaving out ½·784·log 2π
+    return likelihood
+
+
 @torch.no_grad()
 def test_report(model, hparams: dict, x: torch.Tensor, *, elbo_samples: int, iw_samples: int,
-                generator: torch.Generator) -> tuple[dict[str, float], torch.Tensor]:
-    """The test-set metrics of eval.json, and the mean KL of each latent dimension."""
+                generator: torch.Generator) -> tuple[dict[str, float | str], torch.Tensor]:
+    """The test-set metrics of eval.json, and the mean KL of each latent dimension; `x` is
+    the test set as the model was trained to see it (binarized or not)."""
     likelihood = hparams["likelihood"]
     report, mu, logvar = score(model, x, beta=hparams["beta"], likelihood=likelihood)
     log_likelihood = decoder_log_likelihood(model, likelihood)
@@ -137,4 +156,5 @@ def test_report(model, hparams: dict, x: torch.Tensor, *, elbo_samples: int, iw_
     report["mse"] = sum((x[part] - model.decode(mu[part])).pow(2).sum().item()
                         for part in chunks(len(x))) / x.numel()
     report["active_units"] = active_units(mu)
+    report["likelihood"] = likelihood_meaning(likelihood, hparams["binarize"])
     return report, kl_per_dim(mu, logvar).mean(dim=0).cpu()

@@ -13,13 +13,15 @@ from torch import nn
 from vaepipe.atomic import write_tensors
 from vaepipe.data import PIXELS
 from vaepipe.errors import UserError
+from vaepipe.loss import decoded_mean
 
 
 class VAE(nn.Module):
-    def __init__(self, d: int = 20, variational: bool = True):
+    def __init__(self, d: int = 20, variational: bool = True, likelihood: str = "bernoulli"):
         super().__init__()
         self.d = d
         self.variational = variational
+        self.likelihood = likelihood  # what the decoder's output parameterises: see `decode`
         self.encoder = nn.Sequential(
             nn.Linear(PIXELS, d ** 2),
             nn.ReLU(),
@@ -48,6 +50,9 @@ class VAE(nn.Module):
         return self.decoder[:-1](z)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """The mean of p(x|z): the Sigmoid's λ, or the continuous Bernoulli's mean."""
+        if self.likelihood == "continuous-bernoulli":
+            return decoded_mean(self.decode_logits(z), self.likelihood)
         return self.decoder(z)
 
     def prior_codes(self, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -58,7 +63,7 @@ class VAE(nn.Module):
     @torch.no_grad()
     def sample(self, count: int, generator: torch.Generator) -> torch.Tensor:
         """Decodings of z ~ N(0, I): the notes' figure 6."""
-        return self.decoder(self.prior_codes(count, generator))
+        return self.decode(self.prior_codes(count, generator))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(x̂ as logits, μ, log σ²)."""
@@ -68,7 +73,7 @@ class VAE(nn.Module):
 
 
 def hyperparameters(model: VAE) -> dict:
-    return {"d": model.d, "variational": model.variational}
+    return {"d": model.d, "variational": model.variational, "likelihood": model.likelihood}
 
 
 def save_model(path, model: VAE, extra: dict) -> None:
@@ -82,7 +87,7 @@ def load_model(path, device: torch.device | str = "cpu") -> tuple[VAE, dict]:
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
         hparams = checkpoint["hparams"]
-        model = VAE(hparams["d"], hparams["variational"]).to(device)
+        model = VAE(hparams["d"], hparams["variational"], hparams["likelihood"]).to(device)
         model.load_state_dict(checkpoint["state_dict"])
     except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, EOFError) as error:
         raise unreadable(path, error, "train") from None

@@ -59,13 +59,15 @@ class Data:
     # null = the official mirrors; else a URL or folder, or a list of them tried in turn
     mirror: str | list[str] | None
     timeout: float = number(above=0)
+    binarize: str = one_of("none", "dynamic", "static")
 
 
 @dataclass(frozen=True)
 class Train:
     batch_size: int = number(minimum=1)
     lr: float = number(above=0)
-    likelihood: str = one_of("bernoulli", "gaussian")
+    warmup_epochs: int = number(minimum=0)
+    likelihood: str = one_of("bernoulli", "continuous-bernoulli", "gaussian")
     device: str = one_of("auto", "cpu", "cuda")
 
 
@@ -99,6 +101,15 @@ class Project:
 
 
 @dataclass(frozen=True)
+class Latent:
+    traversal_images: int = number(minimum=1)
+    traversal_dims: int = number(minimum=1)
+    traversal_steps: int = number(minimum=2)
+    manifold_steps: int = number(minimum=2)
+    gmm_components: int = number(minimum=1)
+
+
+@dataclass(frozen=True)
 class Classifier:
     seed: int = number(minimum=0)
     epochs: int = number(minimum=1)
@@ -118,6 +129,7 @@ class Params:
     evaluate: Evaluate
     generate: Generate
     project: Project
+    latent: Latent
     classifier: Classifier
 
     @property

@@ -103,6 +103,27 @@ def generate_needs(d: int, options) -> dict[str, float]:
     return needs
 
 
+def latent_needs(d: int, options, fd_samples: int, n_train: int) -> dict[str, float]:
+    """Latent: its three digit figures (each checked against Agg's limit), the training
+    set's μ in float64 and the mixture's per-component work on it (scikit-learn keeps an
+    N × d centred copy and N × K responsibilities), and the scored mixture samples."""
+    from vaepipe.figures import MAX_SIDE, figure_size
+    rows, traversal_cols = min(options.traversal_dims, d), options.traversal_images * (options.traversal_steps + 1) - 1
+    figures = {"latent.traversal_steps": (rows * options.traversal_images * options.traversal_steps,
+                                          figure_size(rows, traversal_cols, True)),
+               "latent.manifold_steps": (options.manifold_steps ** 2,
+                                         figure_size(options.manifold_steps, options.manifold_steps, False))}
+    needs = {}
+    for key, (count, (height, width)) in figures.items():
+        if max(height, width) > MAX_SIDE:
+            raise UserError(f"{key}: makes a figure of {width}×{height} pixels; matplotlib draws "
+                            f"at most {MAX_SIDE} a side; lower {key}")
+        needs[key] = decode_floats(count, d) * FLOAT + height * width * 4 * FLOAT
+    needs["latent.gmm_components"] = n_train * (3 * d + 3 * options.gmm_components) * 8 + options.gmm_components * d * d * 8
+    needs["evaluate.fd_samples"] = fd_samples * (2 * d * 8 + 128 * (FLOAT + 2 * 8))
+    return needs
+
+
 def projection_needs(d: int, points: int, n_test: int, panels: int) -> dict[str, float]:
     """Project: t-SNE's neighbour graph (3 × perplexity 30 per point) and the figure."""
     from vaepipe.figures import MAX_SIDE, PANEL_WIDTH

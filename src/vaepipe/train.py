@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vaepipe.data import as_modelled, binarize
 from vaepipe.errors import UserError
 from vaepipe.loss import TERMS, vae_loss
 from vaepipe.metrics import score
@@ -48,10 +49,10 @@ class History:
     codes: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     last_train: dict[str, float] = field(default_factory=dict)
 
-    def record(self, epoch: int, train_terms: dict, test_terms: dict, mu, logvar) -> None:
+    def record(self, epoch: int, beta: float, train_terms: dict, test_terms: dict, mu, logvar) -> None:
         splits = {"train": train_terms, "test": test_terms}
-        self.rows.append({"epoch": epoch} | {f"{split}_{name}": value for split, terms in splits.items()
-                                             for name, value in terms.items()})
+        self.rows.append({"epoch": epoch, "beta": beta} | {
+            f"{split}_{name}": value for split, terms in splits.items() for name, value in terms.items()})
         self.codes[epoch] = (mu.cpu(), logvar.cpu())
         self.last_train = train_terms
         print(f"epoch {epoch:3d}: " + "; ".join(
@@ -66,8 +67,9 @@ def batch_loss(model: VAE, batch: torch.Tensor, *, beta: float, likelihood: str)
 
 def train_epoch(model: VAE, optimizer, x: torch.Tensor, *, epoch: int, batch_size: int,
                 beta: float, likelihood: str, generator: torch.Generator,
-                progress: bool = True) -> dict[str, float]:
-    """One pass over `x` in a seeded random order; returns the mean terms per image."""
+                pixels: torch.Generator | None = None, progress: bool = True) -> dict[str, float]:
+    """One pass over `x` in a seeded random order; returns the mean terms per image.
+    With a `pixels` generator every batch is binarized anew (dynamic binarization)."""
     model.train()
     order = torch.randperm(len(x), generator=generator).to(x.device)
     starts = range(0, len(x), batch_size)
@@ -76,8 +78,10 @@ def train_epoch(model: VAE, optimizer, x: torch.Tensor, *, epoch: int, batch_siz
     with tqdm(total=len(starts), desc=f"epoch {epoch}", unit="batch", leave=False,
               disable=None if progress else True, file=sys.stderr) as bar:
         for i, start in enumerate(starts):
-            terms = batch_loss(model, x[order[start:start + batch_size]], beta=beta,
-                               likelihood=likelihood)
+            batch = x[order[start:start + batch_size]]
+            if pixels is not None:
+                batch = binarize(batch, pixels)
+            terms = batch_loss(model, batch, beta=beta, likelihood=likelihood)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()
@@ -101,14 +105,25 @@ def check_finite(losses: torch.Tensor, epoch: int) -> None:
 
 @torch.no_grad()
 def untrained_terms(model: VAE, x: torch.Tensor, *, beta: float, likelihood: str,
-                    batch_size: int) -> dict[str, float]:
+                    batch_size: int, pixels: torch.Generator | None = None) -> dict[str, float]:
     """Epoch 0's training objective: the sampled loss of the untrained model, no update."""
     model.train()
     totals = torch.zeros(len(TERMS), device=x.device)
     for start in range(0, len(x), batch_size):
-        terms = batch_loss(model, x[start:start + batch_size], beta=beta, likelihood=likelihood)
+        batch = x[start:start + batch_size]
+        if pixels is not None:
+            batch = binarize(batch, pixels)
+        terms = batch_loss(model, batch, beta=beta, likelihood=likelihood)
         totals += torch.stack([terms[name] for name in TERMS])
     return dict(zip(TERMS, (totals / len(x)).tolist()))
+
+
+def kl_weight_at(epoch: int, beta: float, warmup_epochs: int) -> float:
+    """β of epoch `epoch` under a linear KL warm-up: 0 for epochs 0 and 1, rising by
+    β/warmup_epochs an epoch, β from epoch warmup_epochs + 1 on (no warm-up: β throughout)."""
+    if warmup_epochs == 0:
+        return beta
+    return beta * min(1.0, max(epoch - 1, 0) / warmup_epochs)
 
 
 def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool = True,
@@ -118,20 +133,26 @@ def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool =
     device = pick_device(params.train.device)
     seed_everything(params.seed)
     generator = torch.Generator().manual_seed(params.seed)
-    model = VAE(params.d, params.variational).to(device)
+    model = VAE(params.d, params.variational, params.train.likelihood).to(device)
     optimizer = make_optimizer(model, params.train.lr)
-    train_x, test_x = train_x.to(device), test_x.to(device)
-    options = {"beta": params.kl_weight, "likelihood": params.train.likelihood}
+    binarized = params.data.binarize
+    train_x = as_modelled(train_x.to(device), "train", binarized)
+    test_x = as_modelled(test_x.to(device), "test", binarized)
+    pixels = torch.Generator(device).manual_seed(params.seed) if binarized == "dynamic" else None
     history = History()
     for epoch in range(params.epochs + 1):
+        beta = kl_weight_at(epoch, params.kl_weight, params.train.warmup_epochs)
+        options = {"beta": beta, "likelihood": params.train.likelihood, "pixels": pixels}
         if epoch == 0:
             train_terms = untrained_terms(model, train_x, batch_size=params.train.batch_size, **options)
         else:
             train_terms = train_epoch(model, optimizer, train_x, epoch=epoch,
                                       batch_size=params.train.batch_size, generator=generator,
                                       progress=progress, **options)
-        test_terms, mu, logvar = score(model, test_x, **options)
-        history.record(epoch, train_terms, test_terms, mu, logvar)
+        # the test loss keeps the target β, so its curve measures one objective throughout
+        test_terms, mu, logvar = score(model, test_x, beta=params.kl_weight,
+                                       likelihood=params.train.likelihood)
+        history.record(epoch, beta, train_terms, test_terms, mu, logvar)
         if on_epoch is not None:
             on_epoch(history)
     return model, history

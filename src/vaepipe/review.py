@@ -1,0 +1,133 @@
+"""A Markdown review of the workspace against a base revision, as a pull request shows it:
+the params and metrics that changed, the headline metrics, both runs' training curves
+overlaid, and both runs' figures side by side.
+
+    python -m vaepipe.review [BASE] [--out review]
+
+It reads only git-tracked files (metrics/, plots/) and DVC's diffs, so it works in a fresh
+clone with no DVC cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from vaepipe.atomic import write_text  # noqa: E402
+from vaepipe.errors import UserError  # noqa: E402
+
+HEADLINE = ["test.loss", "test.iw_nll", "samples.fd"]
+FIGURES = ["samples.png", "morph.png", "projection.png"]
+CURVES = "plots/training.csv"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True)
+
+
+def at_base(base: str, path: str) -> bytes | None:
+    """A git-tracked file as it is at `base`, or None when it is not there."""
+    result = subprocess.run(["git", "show", f"{base}:{path}"], capture_output=True)
+    return result.stdout if result.returncode == 0 else None
+
+
+def dvc_diff(kind: str, base: str) -> str:
+    """`dvc params diff` or `dvc metrics diff` against the base, as a Markdown table."""
+    result = run("dvc", kind, "diff", base, "--md")
+    if result.returncode != 0:
+        raise UserError(f"dvc {kind} diff {base} failed: {result.stderr.strip().splitlines()[-1]}")
+    return result.stdout.strip() or f"No {kind} changed."
+
+
+def headline(base: str) -> str:
+    result = run("dvc", "metrics", "diff", base, "--all", "--json")
+    diff = {key: value for metrics in json.loads(result.stdout or "{}").values() for key, value in metrics.items()}
+    rows = ["| metric | base | change | difference |", "|---|---|---|---|"]
+    for key in HEADLINE:
+        values = diff.get(key, {})
+        old, new, delta = (values.get(name) for name in ("old", "new", "diff"))
+        rows.append(f"| {key} | {_number(old)} | {_number(new)} | {_number(delta)} |")
+    return "\n".join(rows)
+
+
+def _number(value) -> str:
+    return "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def curves_figure(base_csv: bytes | None, path: Path) -> None:
+    runs = {"change": Path(CURVES).read_text() if Path(CURVES).exists() else None,
+            "base": base_csv.decode() if base_csv else None}
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100, layout="constrained")
+    for name, text in runs.items():
+        if text is None:
+            continue
+        rows = list(csv.DictReader(io.StringIO(text)))
+        epochs = [int(row["epoch"]) for row in rows]
+        for column, style in (("test_loss", "-"), ("train_loss", "--")):
+            ax.plot(epochs, [float(row[column]) for row in rows], style,
+                    color="tab:blue" if name == "change" else "tab:grey", label=f"{name}: {column}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss per image (nats)")
+    ax.set_title("Training curves, base and change (epoch 0 = untrained)")
+    ax.legend()
+    fig.savefig(path, format="png", metadata={"Software": None})
+    plt.close(fig)
+
+
+def report(base: str, out: Path) -> str:
+    if run("git", "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}").returncode != 0:
+        raise UserError(f"{base}: not a revision of this repository; fetch it or name another base")
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [f"# Review: workspace against `{base}`", ""]
+    if at_base(base, "metrics/eval.json") is None:
+        lines += [f"> **The base `{base}` has no metrics**: run the pipeline there and commit "
+                  "`metrics/` and `plots/` to compare against it. Only this change's numbers follow.", ""]
+    lines += ["## Headline metrics", "", headline(base), "",
+              "## Params that changed", "", dvc_diff("params", base), "",
+              "## Metrics that changed", "", dvc_diff("metrics", base), ""]
+    curves_figure(at_base(base, CURVES), out / "curves.png")
+    lines += ["## Training curves", "", "![training curves](curves.png)", "",
+              "## Figures", "", "| figure | base | change |", "|---|---|---|"]
+    for name in FIGURES:
+        cells = []
+        for side, data in (("base", at_base(base, f"plots/{name}")),
+                           ("change", Path("plots", name).read_bytes() if Path("plots", name).exists() else None)):
+            if data is None:
+                cells.append("(none)")
+                continue
+            (out / side).mkdir(exist_ok=True)
+            (out / side / name).write_bytes(data)
+            cells.append(f"![{side} {name}]({side}/{name})")
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    text = "\n".join(lines) + "\n"
+    write_text(out / "report.md", text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("base", nargs="?", default="main", help="the revision to compare with")
+    parser.add_argument("--out", type=Path, default=Path("review"), help="folder for the report")
+    args = parser.parse_args(argv)
+    if shutil.which("dvc") is None:
+        sys.exit("error: dvc is not on PATH: run `make review` or activate .venv")
+    try:
+        report(args.base, args.out)
+    except UserError as error:
+        sys.exit(f"error: {error}")
+    print(f"wrote {args.out / 'report.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Likelihoods that are densities: the continuous Bernoulli on [0, 1] pixels and the
+Bernoulli on binarized pixels, checked against quadrature and torch.distributions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vaepipe.data import as_modelled, binarize
+from vaepipe.loss import TAYLOR_BELOW, continuous_bernoulli_log_norm, decoded_mean, reconstruction
+from vaepipe.metrics import decoder_log_likelihood, iw_nll, likelihood_meaning, neg_elbo, score
+from vaepipe.model import VAE
+
+LOGITS = [-30.0, -6.0, -1.0, -0.3, -TAYLOR_BELOW / 2, 0.0, 1e-4, 0.02, 0.7, 3.0, 12.0, 40.0]
+
+
+def log_density(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """log p(x|λ) of the continuous Bernoulli, one pixel per row."""
+    return -reconstruction(logits.unsqueeze(1), x.unsqueeze(1), "continuous-bernoulli")
+
+
+@pytest.mark.parametrize("logit", LOGITS)
+def test_continuous_bernoulli_density_integrates_to_one(logit):
+    x = torch.linspace(0, 1, 200_001, dtype=torch.float64)
+    density = log_density(torch.full_like(x, logit), x).exp()
+    assert torch.trapezoid(density, x).item() == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_continuous_bernoulli_matches_torch_distributions(dtype):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.cat([torch.tensor(LOGITS[1:-1], dtype=dtype), 5 * torch.randn(200, generator=g, dtype=dtype)])
+    x = torch.rand(len(logits), generator=g, dtype=dtype)
+    # against float64: torch's own float32 form loses digits next to λ = ½ (3e-4 in the mean)
+    reference = torch.distributions.ContinuousBernoulli(logits=logits.double())
+    tolerance = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {}
+    torch.testing.assert_close(log_density(logits, x).double(), reference.log_prob(x.double()), **tolerance)
+    torch.testing.assert_close(decoded_mean(logits, "continuous-bernoulli").double(), reference.mean, **tolerance)
+
+
+def test_log_normaliser_is_finite_and_smooth_at_a_half_and_near_0_and_1():
+    for dtype in (torch.float32, torch.float64):
+        extremes = torch.tensor([-100.0, -40.0, 40.0, 100.0], dtype=dtype)
+        assert torch.isfinite(continuous_bernoulli_log_norm(extremes)).all()
+        assert continuous_bernoulli_log_norm(torch.zeros(1, dtype=dtype)).item() == pytest.approx(
+            torch.log(torch.tensor(2.0)).item())
+    # continuous across the switch to the series, and its derivative too
+    edge = torch.tensor([TAYLOR_BELOW * (1 - 1e-9), TAYLOR_BELOW * (1 + 1e-9)], dtype=torch.float64)
+    values = continuous_bernoulli_log_norm(edge)
+    assert abs(values[1] - values[0]).item() < 1e-12
+    logits = torch.linspace(-0.05, 0.05, 1001, dtype=torch.float64, requires_grad=True)
+    (gradient,) = torch.autograd.grad(continuous_bernoulli_log_norm(logits).sum(), logits)
+    exact = 1 / logits.detach() - 1 / torch.sinh(logits.detach())  # d/dl log(l / tanh(l/2))
+    exact[logits.detach() == 0] = 0
+    assert torch.isfinite(gradient).all()
+    torch.testing.assert_close(gradient, exact, atol=1e-9, rtol=1e-6)
+    probe = torch.tensor([0.0, 1e-3, -TAYLOR_BELOW, 0.3], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(continuous_bernoulli_log_norm, (probe,))
+
+
+def test_dynamic_binarization_is_reproducible_and_has_mean_x():
+    x = torch.rand(64, 784, generator=torch.Generator().manual_seed(0))
+    first = binarize(x, torch.Generator().manual_seed(5))
+    assert torch.equal(first, binarize(x, torch.Generator().manual_seed(5)))
+    assert not torch.equal(first, binarize(x, torch.Generator().manual_seed(6)))
+    assert set(first.unique().tolist()) <= {0.0, 1.0}
+    generator = torch.Generator().manual_seed(7)
+    draws = torch.stack([binarize(x[:4], generator) for _ in range(4000)])
+    assert (draws.mean(0) - x[:4]).abs().max().item() < 0.035  # 4000 draws: σ ≤ 0.008
+
+
+def test_test_set_is_binarized_once_with_a_fixed_seed():
+    x = torch.rand(50, 784, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(as_modelled(x, "test", "dynamic"), as_modelled(x, "test", "static"))
+    assert set(as_modelled(x, "test", "dynamic").unique().tolist()) == {0.0, 1.0}
+    assert as_modelled(x, "test", "none") is x and as_modelled(x, "train", "dynamic") is x
+    assert set(as_modelled(x, "train", "static").unique().tolist()) == {0.0, 1.0}
+
+
+@pytest.mark.parametrize("likelihood,binarized", [("bernoulli", "none"), ("bernoulli", "dynamic"),
+                                                  ("continuous-bernoulli", "none"), ("gaussian", "none")])
+def test_iw_bound_is_at_most_the_negative_elbo_for_each_likelihood(likelihood, binarized):
+    torch.manual_seed(0)
+    model = VAE(d=6, likelihood=likelihood).eval()
+    x = as_modelled(torch.rand(200, 784, generator=torch.Generator().manual_seed(2)), "test", binarized)
+    _, mu, logvar = score(model, x, beta=1.0, likelihood=likelihood)
+    log_likelihood = decoder_log_likelihood(model, likelihood)
+    elbo = neg_elbo(log_likelihood, x, mu, logvar, samples=64, generator=torch.Generator().manual_seed(0))
+    bound = iw_nll(log_likelihood, x, mu, logvar, k=64, generator=torch.Generator().manual_seed(0))
+    assert bound <= elbo
+    assert likelihood_meaning(likelihood, binarized) in {
+        "bernoulli-unnormalised", "bernoulli-binarized", "continuous-bernoulli", "gaussian-without-constant"}
+
+
+def test_likelihood_names_say_when_the_bound_is_on_a_density():
+    assert likelihood_meaning("bernoulli", "none") == "bernoulli-unnormalised"
+    assert likelihood_meaning("bernoulli", "dynamic") == "bernoulli-binarized"
+    assert likelihood_meaning("bernoulli", "static") == "bernoulli-binarized"
+    assert likelihood_meaning("continuous-bernoulli", "none") == "continuous-bernoulli"
+    assert likelihood_meaning("gaussian", "none") == "gaussian-without-constant"
+
+
+def test_continuous_bernoulli_model_decodes_to_the_mean_not_lambda():
+    torch.manual_seed(0)
+    model = VAE(d=4, likelihood="continuous-bernoulli").eval()
+    z = torch.randn(8, 4)
+    logits = model.decode_logits(z)
+    reference = torch.distributions.ContinuousBernoulli(logits=logits.double()).mean
+    torch.testing.assert_close(model.decode(z).double(), reference, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(model.decode(z), torch.sigmoid(logits))
