@@ -142,3 +142,5 @@ def test_figure_sizes_are_checked_before_drawing():
     assert all(value > 0 for value in latent_needs(20, options, 10_000, 60_000).values())
     with pytest.raises(UserError, match="latent.manifold_steps: makes a figure of"):
         latent_needs(20, SimpleNamespace(**{**vars(options), "manifold_steps": MAX_SIDE // 80}), 10, 60)
+    with pytest.raises(UserError, match="latent.gmm_components: 1000 components for 600 training images"):
+        latent_needs(20, SimpleNamespace(**{**vars(options), "gmm_components": 1000}), 10, 600)

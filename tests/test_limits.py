@@ -86,10 +86,13 @@ REFUSED = [  # (stage, change, key named, more than this many GB it would have n
     ("generate", {"generate__samples": 50_000_000}, "generate.samples", 0),
     ("generate", {"generate__reconstructions": 1000}, "generate.reconstructions", 0),
     ("generate", {"generate__morph__steps": 5000}, "generate.morph.steps", 0),
+    ("latent", {"evaluate__fd_samples": 50_000_000}, "evaluate.fd_samples", 100),
+    ("latent", {"latent__manifold_steps": 5000}, "latent.manifold_steps", 0),
+    ("latent", {"latent__traversal_steps": 1_000_000}, "latent.traversal_steps", 0),
 ]
 
 
-@pytest.mark.parametrize("stage, change, key, needed", REFUSED, ids=[key for _, _, key, _ in REFUSED])
+@pytest.mark.parametrize("stage, change, key, needed", REFUSED, ids=[f"{stage}-{key}" for stage, _, key, _ in REFUSED])
 def test_too_much_memory_is_refused_before_the_work(params_restored, stage, change, key, needed):
     project = params_restored
     before = snapshot_of(project)
@@ -102,6 +105,15 @@ def test_too_much_memory_is_refused_before_the_work(params_restored, stage, chan
     else:  # a figure larger than matplotlib can draw
         assert "matplotlib draws at most 65535" in line
     assert peak < 1 * GB
+    assert snapshot_of(project) == before
+
+
+def test_more_mixture_components_than_training_images_is_one_line(params_restored):
+    project = params_restored
+    before = snapshot_of(project)
+    set_params(project, latent__gmm_components=1000)
+    line = the_one_line(run_stage("latent", project))
+    assert line == "error: latent.gmm_components: 1000 components for 600 training images; use at most 600"
     assert snapshot_of(project) == before
 
 

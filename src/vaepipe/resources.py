@@ -119,6 +119,9 @@ def latent_needs(d: int, options, fd_samples: int, n_train: int) -> dict[str, fl
             raise UserError(f"{key}: makes a figure of {width}×{height} pixels; matplotlib draws "
                             f"at most {MAX_SIDE} a side; lower {key}")
         needs[key] = decode_floats(count, d) * FLOAT + height * width * 4 * FLOAT
+    if options.gmm_components > n_train:
+        raise UserError(f"latent.gmm_components: {options.gmm_components} components for "
+                        f"{n_train} training images; use at most {n_train}")
     needs["latent.gmm_components"] = n_train * (3 * d + 3 * options.gmm_components) * 8 + options.gmm_components * d * d * 8
     needs["evaluate.fd_samples"] = fd_samples * (2 * d * 8 + 128 * (FLOAT + 2 * 8))
     return needs
