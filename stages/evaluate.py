@@ -25,7 +25,8 @@ def main(params):
                              generator=generator,
                              elbo_samples=params.evaluate.elbo_samples,
                              iw_samples=params.evaluate.iw_samples)
-    prior = model.prior_codes(params.evaluate.fd_samples, generator)
+    # its own stream: changing the bound's k or the ELBO's draws never changes samples.fd
+    prior = model.prior_codes(params.evaluate.fd_samples, torch.Generator(device).manual_seed(params.seed + 1))
     samples = sample_quality(classifier, model, test_x, prior)
     write_csv(PLOTS / "kl_per_dim.csv", [{"dim": u, "kl": value} for u, value in enumerate(kl.tolist())])
     # one point per run: `dvc plots diff` over a β sweep's experiments draws the curve

@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from vaepipe.atomic import write_text  # noqa: E402
 from vaepipe.errors import UserError  # noqa: E402
 
-HEADLINE = ["test.loss", "test.iw_nll", "samples.fd"]
+HEADLINE = ["test.loss", "test.iw_nll", "samples.fd", "test.likelihood"]  # the last says what iw_nll is
 FIGURES = ["samples.png", "morph.png", "projection.png"]
 CURVES = "plots/training.csv"
 
