@@ -1,34 +1,12 @@
 """Stage train: the model, its per-epoch history, and the test-set codes at every epoch."""
 
-from vaepipe.atomic import write_csv, write_json
 from vaepipe.cli import require, run_stage
 from vaepipe.data import load_split, split_length
 from vaepipe.model import save_model
 from vaepipe.paths import METRICS, MODEL, PLOTS, SNAPSHOTS, normalized
 from vaepipe.resources import check_fits, training_needs
 from vaepipe.snapshots import save_snapshots
-from vaepipe.train import History, fit, pick_device
-
-class LiveCurves:
-    """plots/training.csv and metrics/train.json, rewritten after every epoch so that
-    `dvc exp show` and `dvc plots` follow the run; removed if the run stops part-way."""
-
-    files = (PLOTS / "training.csv", METRICS / "train.json")
-
-    def __init__(self):
-        self.written = False
-
-    def __call__(self, history: History) -> None:
-        write_csv(self.files[0], history.rows)
-        self.written = True  # from here on the previous run's curves are gone
-        write_json(self.files[1], {"train": history.last_train})
-
-    def discard(self) -> None:
-        if self.written:
-            for path in self.files:
-                path.unlink(missing_ok=True)
-                if not any(path.parent.iterdir()):
-                    path.parent.rmdir()
+from vaepipe.train import LiveCurves, fit, pick_device
 
 
 def main(params):
@@ -38,7 +16,7 @@ def main(params):
                pick_device(params.train.device))
     train_x, _ = load_split(train_path)
     test_x, test_labels = load_split(test_path)
-    live = LiveCurves()
+    live = LiveCurves(PLOTS / "training.csv", METRICS / "train.json")
     try:
         model, history = fit(params, train_x, test_x, on_epoch=live)
     except BaseException:

@@ -115,14 +115,14 @@ def test_warmup_raises_beta_linearly_from_zero():
 
 
 def test_warmup_is_recorded_in_the_training_history():
-    from conftest import synthetic_digits
+    from conftest import ROOT, synthetic_digits
     from vaepipe.params import load_params
     from vaepipe.train import fit
     import dataclasses
 
     images, _ = synthetic_digits(300, seed=0)
     x = torch.from_numpy(images.reshape(300, 784)).float() / 255
-    params = load_params()
+    params = load_params(ROOT / "params.yaml")
     params = dataclasses.replace(params, d=3, epochs=3, train=dataclasses.replace(
         params.train, warmup_epochs=2, batch_size=100, device="cpu"))
     _, history = fit(params, x, x[:100], progress=False)

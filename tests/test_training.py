@@ -53,3 +53,34 @@ def test_fast_loop_matches_the_straightforward_loop_epoch_by_epoch():
         torch.manual_seed(100 + epoch)
         reference_loss = straightforward_epoch(reference, reference_optimizer, x, 128, reference_order)
         assert abs(fast_loss - reference_loss) <= 1e-4 * reference_loss, (epoch, fast_loss, reference_loss)
+
+
+def test_live_curves_grow_every_epoch_and_end_as_one_final_write(tmp_path):
+    import dataclasses
+    import json
+
+    from vaepipe.atomic import write_csv, write_json
+    from vaepipe.params import load_params
+    from vaepipe.train import LiveCurves, fit
+
+    x = digits(400)
+    params = load_params(ROOT / "params.yaml")
+    params = dataclasses.replace(params, d=3, epochs=3, train=dataclasses.replace(
+        params.train, batch_size=100, device="cpu"))
+    live = LiveCurves(tmp_path / "plots/training.csv", tmp_path / "metrics/train.json")
+    seen = []
+
+    def watch(history):
+        live(history)
+        seen.append(((tmp_path / "plots/training.csv").read_text(),
+                     json.loads((tmp_path / "metrics/train.json").read_text())))
+
+    _, history = fit(params, x, x[:100], progress=False, on_epoch=watch)
+    assert [len(text.splitlines()) - 1 for text, _ in seen] == [1, 2, 3, 4]  # a row per epoch, 0 to 3
+    assert [metrics["train"]["loss"] for _, metrics in seen] == [row["train_loss"] for row in history.rows]
+    write_csv(tmp_path / "once.csv", history.rows)  # what writing once at the end gives
+    write_json(tmp_path / "once.json", {"train": history.last_train})
+    assert (tmp_path / "plots/training.csv").read_bytes() == (tmp_path / "once.csv").read_bytes()
+    assert (tmp_path / "metrics/train.json").read_bytes() == (tmp_path / "once.json").read_bytes()
+    live.discard()  # a run that stops part-way leaves no curves behind
+    assert not (tmp_path / "plots").exists() and not (tmp_path / "metrics").exists()

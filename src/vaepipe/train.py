@@ -6,11 +6,13 @@ import random
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from vaepipe.atomic import write_csv, write_json
 from vaepipe.data import as_modelled, binarize
 from vaepipe.errors import UserError
 from vaepipe.loss import TERMS, vae_loss
@@ -58,6 +60,28 @@ class History:
         print(f"epoch {epoch:3d}: " + "; ".join(
             f"{split} " + ", ".join(f"{name} {value:.2f}" for name, value in terms.items())
             for split, terms in splits.items()) + " (per image)", file=sys.stderr)
+
+
+class LiveCurves:
+    """The per-epoch CSV and the last epoch's train metrics, rewritten (atomically) after
+    every epoch so that `dvc exp show` and `dvc plots` follow a run; `discard` removes them
+    when the run stops part-way, so no half-run's curves outlive it."""
+
+    def __init__(self, csv_path: Path, json_path: Path):
+        self.files = (Path(csv_path), Path(json_path))
+        self.written = False
+
+    def __call__(self, history: History) -> None:
+        write_csv(self.files[0], history.rows)
+        self.written = True  # from here on the previous run's curves are gone
+        write_json(self.files[1], {"train": history.last_train})
+
+    def discard(self) -> None:
+        if self.written:
+            for path in self.files:
+                path.unlink(missing_ok=True)
+                if not any(path.parent.iterdir()):
+                    path.parent.rmdir()
 
 
 def batch_loss(model: VAE, batch: torch.Tensor, *, beta: float, likelihood: str) -> dict:
