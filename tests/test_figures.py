@@ -9,9 +9,10 @@ import matplotlib.image
 import torch
 
 from conftest import run_stage, set_params, synthetic_digits
+from vaepipe.figures import LABEL_BAND, TITLE_BAND, grid_size
+from vaepipe.generation import first_of_each, generate_figures, morph
 from vaepipe.idx import read_split
-from vaepipe.figures import (LABEL_BAND, TITLE_BAND, first_of_each, generate_figures, grid_size,
-                             morph, projection_rows)
+from vaepipe.projection import projection_rows
 from vaepipe.model import VAE
 from vaepipe.params import load_params
 from vaepipe.snapshots import figure_epochs, save_snapshots

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import BIN, Mirror, dvc, git, make_repo, stage_env, write_dataset
-from test_pipeline import STAGES, ran
+from test_pipeline import ran
 
 pytestmark = pytest.mark.e2e
 

@@ -93,7 +93,8 @@ def evaluate_needs(d: int, fd_samples: int, n_test: int) -> dict[str, float]:
 def generate_needs(d: int, options) -> dict[str, float]:
     """Generate: each figure's decodings, its float canvas, the RGBA rendering and
     matplotlib's copies of it; a figure wider or taller than Agg can draw is refused."""
-    from vaepipe.figures import MAX_SIDE, digit_figures
+    from vaepipe.figures import MAX_SIDE
+    from vaepipe.generation import digit_figures
     needs = {}
     for key, count, (height, width) in digit_figures(options):
         if max(height, width) > MAX_SIDE:
@@ -129,7 +130,8 @@ def latent_needs(d: int, options, fd_samples: int, n_train: int) -> dict[str, fl
 
 def projection_needs(d: int, points: int, n_test: int, panels: int) -> dict[str, float]:
     """Project: t-SNE's neighbour graph (3 × perplexity 30 per point) and the figure."""
-    from vaepipe.figures import MAX_SIDE, PANEL_WIDTH
+    from vaepipe.figures import MAX_SIDE
+    from vaepipe.projection import PANEL_WIDTH
     if panels * PANEL_WIDTH > MAX_SIDE:
         raise UserError(f"project.epochs: {panels} panels make a figure {panels * PANEL_WIDTH} "
                         f"pixels wide; matplotlib draws at most {MAX_SIDE}; list fewer epochs")

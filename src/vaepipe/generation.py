@@ -1,0 +1,69 @@
+"""The generate stage's figures: samples (the notes' figure 6), reconstructions, and the
+3 → 8 morph (figure 7)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from vaepipe.errors import UserError
+from vaepipe.figures import figure_size, sample_columns, save_digit_figure, tile
+
+
+def digit_figures(options) -> list[tuple[str, int, tuple[int, int]]]:
+    """The generate stage's figures: (the param that sizes it, decodings, (height, width))."""
+    cols = sample_columns(options.samples)
+    return [("generate.samples", options.samples,
+             figure_size(math.ceil(options.samples / cols), cols, False)),
+            ("generate.reconstructions", options.reconstructions,
+             figure_size(2, options.reconstructions, True)),
+            ("generate.morph.steps", options.morph.steps, figure_size(2, options.morph.steps, True))]
+
+
+def first_of_each(labels: torch.Tensor, start: int, end: int) -> tuple[int, int]:
+    """Indices of the first test image labelled `start` and the first labelled `end`."""
+    indices = []
+    for digit in (start, end):
+        found = (labels == digit).nonzero()
+        if len(found) == 0:
+            raise UserError(f"generate.morph: the test set has no image labelled {digit}; "
+                            "choose digits it holds")
+        indices.append(int(found[0, 0]))
+    return indices[0], indices[1]
+
+
+@torch.no_grad()
+def morph(model, a: torch.Tensor, b: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Figure 7: decodings along the straight line between μ(a) and μ(b), and the pixel
+    blend of a and b with the same weights."""
+    model.eval()
+    t = torch.linspace(0, 1, steps, device=a.device).unsqueeze(1)
+    mu, _ = model.encode(torch.stack([a, b]))
+    latent = model.decode((1 - t) * mu[0] + t * mu[1])
+    return latent, (1 - t) * a + t * b
+
+
+def generate_figures(model, test_x: torch.Tensor, test_labels: torch.Tensor, options, seed: int,
+                     folder) -> None:
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    samples = model.sample(options.samples, generator)
+    cols = sample_columns(options.samples)
+    save_digit_figure(folder / "samples.png", tile(samples, cols),
+                      f"Decodings of z ~ N(0, I): {options.samples} samples")
+
+    n = options.reconstructions
+    with torch.no_grad():
+        originals = test_x[:n].to(device)
+        reconstructions = model.eval().decode(model.encode(originals)[0])
+    save_digit_figure(folder / "reconstructions.png", tile(torch.cat([originals, reconstructions]), n),
+                      "Test images (top) and their reconstructions from z = μ (bottom)",
+                      ["test image", "reconstruction"])
+
+    m = options.morph
+    i, j = first_of_each(test_labels, m.start, m.end)
+    latent, pixels = morph(model, test_x[i].to(device), test_x[j].to(device), m.steps)
+    save_digit_figure(folder / "morph.png", tile(torch.cat([latent, pixels]), m.steps),
+                      f"Morphing the test set's first {m.start} into its first {m.end}",
+                      ["latent path", "pixel blend"])

@@ -1,0 +1,73 @@
+"""The project stage's figure: the test set's means by epoch in 2-D (the notes' figure 8),
+with the ±σ bubbles of figures 3 and 5 when d = 2."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.patches import Ellipse
+
+from vaepipe.figures import DPI, STYLE, plt, save_figure
+
+PANEL_WIDTH = 420  # pixels per epoch panel of the projection figure
+DIGIT_COLOURS = plt.get_cmap("tab10")
+
+
+def project_means(mu: np.ndarray, method: str, seed: int) -> np.ndarray:
+    """2-D coordinates of the means: μ itself when d = 2, else t-SNE (as the notebook) or PCA."""
+    if mu.shape[1] == 2:
+        return mu
+    if method == "pca":
+        from sklearn.decomposition import PCA
+        return PCA(n_components=2, random_state=seed).fit_transform(mu)
+    from sklearn.manifold import TSNE
+    perplexity = min(30.0, (len(mu) - 1) / 3)
+    return TSNE(n_components=2, init="pca", random_state=seed, perplexity=perplexity).fit_transform(mu)
+
+
+def projection_rows(snapshots: dict[int, dict], points: int, method: str, seed: int) -> list[dict]:
+    rows = []
+    for epoch, snapshot in snapshots.items():
+        mu = snapshot["mu"][:points].double().numpy()
+        xy = project_means(mu, method, seed)
+        labels = snapshot["labels"][:points].tolist()
+        rows += [{"epoch": epoch, "x": float(x), "y": float(y), "label": label}
+                 for (x, y), label in zip(xy, labels)]
+    return rows
+
+
+def save_projection_figure(path, rows: list[dict], snapshots: dict[int, dict], method: str,
+                           bubbles: int) -> None:
+    epochs = list(snapshots)
+    direct = next(iter(snapshots.values()))["mu"].shape[1] == 2
+    axis_name = "μ" if direct else {"tsne": "t-SNE", "pca": "PCA"}[method]
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(epochs), figsize=(PANEL_WIDTH / DPI * len(epochs), 4.6), dpi=DPI,
+                                 squeeze=False, layout="constrained")
+        for ax, epoch in zip(axes[0], epochs):
+            points = [r for r in rows if r["epoch"] == epoch]
+            xy = np.array([(r["x"], r["y"]) for r in points])
+            labels = np.array([r["label"] for r in points])
+            if direct and bubbles:
+                _draw_bubbles(ax, snapshots[epoch], bubbles)
+            ax.scatter(xy[:, 0], xy[:, 1], c=DIGIT_COLOURS(labels), s=6, linewidths=0)
+            ax.set_title(f"epoch {epoch}" + (" (untrained)" if epoch == 0 else ""))
+            ax.set_xlabel(f"{axis_name} 1")
+            ax.set_ylabel(f"{axis_name} 2")
+            if direct:
+                ax.set_aspect("equal", adjustable="datalim")
+        handles = [plt.Line2D([], [], marker="o", linestyle="", color=DIGIT_COLOURS(k), label=str(k))
+                   for k in range(10)]
+        fig.legend(handles=handles, title="label", loc="outside right center")
+        what = "the means μ" if direct else f"{axis_name} projection of the means μ"
+        fig.suptitle(f"Latent space by epoch: {what} of {len(xy)} test images")
+        save_figure(fig, path)
+
+
+def _draw_bubbles(ax, snapshot: dict, count: int) -> None:
+    """±σ ellipses around μ: the "bubbles" of the notes' figures 3 and 5."""
+    mu = snapshot["mu"][:count].numpy()
+    sigma = snapshot["logvar"][:count].mul(0.5).exp().numpy()
+    labels = snapshot["labels"][:count].numpy()
+    for (x, y), (sx, sy), label in zip(mu, sigma, labels):
+        ax.add_patch(Ellipse((x, y), 2 * sx, 2 * sy, facecolor=DIGIT_COLOURS(label), alpha=0.12,
+                             edgecolor=DIGIT_COLOURS(label), linewidth=0.5))
