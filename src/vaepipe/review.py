@@ -66,20 +66,28 @@ def _number(value) -> str:
 
 
 def curves_figure(base_csv: bytes | None, path: Path) -> None:
+    """Both runs' test and train loss by epoch; the y-axis spans epochs 1 on, where the runs
+    differ (the untrained epoch 0 is several times higher and would flatten them)."""
     runs = {"change": Path(CURVES).read_text() if Path(CURVES).exists() else None,
             "base": base_csv.decode() if base_csv else None}
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100, layout="constrained")
+    trained = []
     for name, text in runs.items():
         if text is None:
             continue
         rows = list(csv.DictReader(io.StringIO(text)))
         epochs = [int(row["epoch"]) for row in rows]
         for column, style in (("test_loss", "-"), ("train_loss", "--")):
-            ax.plot(epochs, [float(row[column]) for row in rows], style,
-                    color="tab:blue" if name == "change" else "tab:grey", label=f"{name}: {column}")
+            values = [float(row[column]) for row in rows]
+            trained += [value for epoch, value in zip(epochs, values) if epoch >= 1]
+            ax.plot(epochs, values, style, marker=".", color="tab:blue" if name == "change" else "tab:grey",
+                    label=f"{name}: {column}")
+    if trained:
+        low, high = min(trained), max(trained)
+        ax.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss per image (nats)")
-    ax.set_title("Training curves, base and change (epoch 0 = untrained)")
+    ax.set_title("Training curves, base and change (epoch 0, untrained, is off the scale)")
     ax.legend()
     fig.savefig(path, format="png", metadata={"Software": None})
     plt.close(fig)
