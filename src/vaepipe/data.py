@@ -42,4 +42,5 @@ def as_modelled(x: torch.Tensor, split: str, mode: str) -> torch.Tensor:
     unless `none`; the training set once only when `static` (`dynamic` draws each batch)."""
     if mode == "none" or (split == "train" and mode == "dynamic"):
         return x
-    return binarize(x, torch.Generator(x.device).manual_seed(BINARIZE_ONCE_SEED[split]))
+    # drawn on the CPU whatever x's device: the same bits on a laptop and on a GPU box
+    return binarize(x, torch.Generator().manual_seed(BINARIZE_ONCE_SEED[split]))
