@@ -7,7 +7,8 @@
 
 Each runs REPEATS times, in alternation, at batch 128 and 256; the table gives medians and
 the ratios a/b and a/c, and the last line is `speedup_vs_reference=X.XX gemm_ratio=Y.YY`
-(batch 256). Uses Fashion-MNIST from Debian's package when installed, else random pixels.
+(batch 256). Uses the whole MNIST beside the checkout (or $VAEPIPE_MNIST), else
+Fashion-MNIST from Debian's package, else random pixels.
 
     python benchmarks/train_speed.py [--repeats 3] [--device cpu|cuda]
 """
@@ -29,7 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+from conftest import find_mnist  # noqa: E402
 from vaepipe.data import FILES  # noqa: E402
 from vaepipe.idx import read_split, write_idx  # noqa: E402
 from vaepipe.model import VAE  # noqa: E402
@@ -40,13 +43,23 @@ D = 20
 N = 60000
 
 
+def data_source() -> tuple[str, Path | None]:
+    """The whole MNIST beside the checkout, else Debian's Fashion-MNIST, else none."""
+    mnist = find_mnist()
+    if mnist is not None:
+        return "MNIST", mnist
+    return ("Fashion-MNIST", FASHION) if FASHION.exists() else ("random pixels", None)
+
+
 def raw_folder(root: Path) -> Path:
-    """Four IDX files: Debian's Fashion-MNIST when installed, else random digits."""
+    """Four IDX files of 60 000 + 10 000 images (random digits when no data set is here),
+    where torchvision's dataset class looks for them."""
     raw = root / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
-    if FASHION.exists():
+    source = data_source()[1]
+    if source is not None:
         for name in FILES:
-            shutil.copy(FASHION / name, raw / name)
+            shutil.copy(source / name, raw / name)
     else:
         rng = np.random.default_rng(0)
         for name in FILES:
@@ -160,7 +173,7 @@ def main() -> None:
     device = torch.device(args.device)
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, device {device}, "
-          f"data: {'Fashion-MNIST' if FASHION.exists() else 'random pixels'}")
+          f"data: {data_source()[0]}")
     with tempfile.TemporaryDirectory() as tmp:
         raw = raw_folder(Path(tmp))
         x = read_split(raw, "train")[0].to(device)
