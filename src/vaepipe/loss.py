@@ -26,12 +26,14 @@ class BinaryCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(logits, x)
-        return (logits.clamp(min=0) - x * logits + torch.exp(-logits.abs()).add_(1).log_()).sum(dim=1)
+        # the same arithmetic in place after two allocations: fewer fresh pages to fault in
+        loss = logits.clamp(min=0).sub_(x * logits)
+        return loss.add_(logits.abs().neg_().exp_().add_(1).log_()).sum(dim=-1)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         logits, x = ctx.saved_tensors
-        return torch.sigmoid(logits).sub_(x).mul_(grad.unsqueeze(1)), None
+        return torch.sigmoid(logits).sub_(x).mul_(grad.unsqueeze(-1)), None
 
 
 def binary_cross_entropy(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -64,8 +66,8 @@ def reconstruction(logits: torch.Tensor, x: torch.Tensor, likelihood: str) -> to
     if likelihood == "bernoulli":
         return binary_cross_entropy(logits, x)
     if likelihood == "continuous-bernoulli":
-        return binary_cross_entropy(logits, x) - continuous_bernoulli_log_norm(logits).sum(dim=1)
-    return 0.5 * (x - torch.sigmoid(logits)).pow(2).sum(dim=1)
+        return binary_cross_entropy(logits, x) - continuous_bernoulli_log_norm(logits).sum(dim=-1)
+    return 0.5 * (x - torch.sigmoid(logits)).pow(2).sum(dim=-1)
 
 
 def decoded_mean(logits: torch.Tensor, likelihood: str) -> torch.Tensor:

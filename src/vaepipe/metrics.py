@@ -62,8 +62,8 @@ def decoder_log_likelihood(model, likelihood: str) -> Callable:
     """log p(x|z) = −reconstruction (for `gaussian`, without the constant ½·784·log 2π)."""
     def log_likelihood(x, z):  # x: [N, 784], z: [k, N, d] -> [k, N]
         k, n = z.shape[:2]
-        logits = model.decode_logits(z.reshape(k * n, -1))
-        return -reconstruction(logits, x.repeat(k, 1), likelihood).view(k, n)
+        logits = model.decode_logits(z.reshape(k * n, -1)).view(k, n, -1)
+        return -reconstruction(logits, x, likelihood)  # x broadcast over the k draws, not copied
     return log_likelihood
 
 
