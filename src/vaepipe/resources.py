@@ -75,9 +75,9 @@ def training_needs(d: int, batch_size: int, epochs: int, n_train: int, n_test: i
 
 
 def classifier_needs(batch_size: int, n_train: int) -> dict[str, float]:
-    """Classifier: one batch's activations (conv 16×28×28, pool, conv 32×14×14, pool,
-    128 features) forward and backward, and the test set's scored in chunks."""
-    per_image = 2 * (2 * 16 * 28 * 28 + 16 * 14 * 14 + 2 * 32 * 14 * 14 + 32 * 7 * 7 + 128 + 10)
+    """Classifier: one batch's activations (conv 16×14×14, conv 32×7×7, 128 features,
+    each before and after its ReLU) forward and backward."""
+    per_image = 2 * 2 * (16 * 14 * 14 + 32 * 7 * 7 + 128 + 10)
     return {"classifier.batch_size": min(batch_size, n_train) * per_image * FLOAT}
 
 
