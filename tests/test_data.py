@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import FASHION, refused_url, run_stage, set_params, synthetic_digits, write_dataset
-from vaepipe.data import FILES, SPLITS
+from vaepipe.data import FILES, SPLITS, first_images, load_split
 from vaepipe.download import DATASETS
 from vaepipe.idx import read_split
 
@@ -105,6 +105,9 @@ def test_normalize_gives_exactly_bytes_over_255(tmp_path, workdir, serve):
         assert torch.equal(saved["images"], expected)
         assert saved["labels"].dtype == torch.int64
         assert torch.equal(saved["labels"], torch.from_numpy(labels.astype(np.int64)))
+    path = workdir / "data/normalized/train.pt"
+    assert torch.equal(first_images(path, 100), load_split(path)[0][:100])
+    assert torch.equal(first_images(path, 10_000), load_split(path)[0])  # more than there are: all
 
 
 def test_dataset_checksums_are_torchvisions():

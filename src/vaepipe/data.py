@@ -26,6 +26,11 @@ def load_split(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return split["images"], split["labels"]
 
 
+def first_images(path: Path, count: int) -> torch.Tensor:
+    """The first `count` images of a saved split, memory-mapped: only their rows are read."""
+    return torch.load(path, weights_only=True, mmap=True)["images"][:count]
+
+
 def split_length(path: Path) -> int:
     """The number of images in a saved split, memory-mapped, not read (for memory checks)."""
     return len(torch.load(path, weights_only=True, mmap=True)["labels"])

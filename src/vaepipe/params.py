@@ -107,6 +107,7 @@ class Latent:
     traversal_steps: int = number(minimum=2)
     manifold_steps: int = number(minimum=2)
     gmm_components: int = number(minimum=1)
+    gmm_images: int = number(minimum=1)
 
 
 @dataclass(frozen=True)

@@ -105,9 +105,10 @@ def generate_needs(d: int, options) -> dict[str, float]:
 
 
 def latent_needs(d: int, options, fd_samples: int, n_train: int) -> dict[str, float]:
-    """Latent: its three digit figures (each checked against Agg's limit), the training
-    set's μ in float64 and the mixture's per-component work on it (scikit-learn keeps an
-    N × d centred copy and N × K responsibilities), and the scored mixture samples."""
+    """Latent: its three digit figures (each checked against Agg's limit), the fitted
+    training images and their μ in float64, the mixture's per-component work on them
+    (scikit-learn keeps an N × d centred copy and N × K responsibilities), and the scored
+    mixture samples."""
     from vaepipe.figures import MAX_SIDE, figure_size
     rows, traversal_cols = min(options.traversal_dims, d), options.traversal_images * (options.traversal_steps + 1) - 1
     figures = {"latent.traversal_steps": (rows * options.traversal_images * options.traversal_steps,
@@ -120,10 +121,12 @@ def latent_needs(d: int, options, fd_samples: int, n_train: int) -> dict[str, fl
             raise UserError(f"{key}: makes a figure of {width}×{height} pixels; matplotlib draws "
                             f"at most {MAX_SIDE} a side; lower {key}")
         needs[key] = decode_floats(count, d) * FLOAT + height * width * 4 * FLOAT
-    if options.gmm_components > n_train:
+    fitted = min(options.gmm_images, n_train)
+    if options.gmm_components > fitted:
         raise UserError(f"latent.gmm_components: {options.gmm_components} components for "
-                        f"{n_train} training images; use at most {n_train}")
-    needs["latent.gmm_components"] = n_train * (3 * d + 3 * options.gmm_components) * 8 + options.gmm_components * d * d * 8
+                        f"{fitted} training images; use at most {fitted}")
+    needs["latent.gmm_images"] = fitted * 784 * FLOAT
+    needs["latent.gmm_components"] = fitted * (3 * d + 3 * options.gmm_components) * 8 + options.gmm_components * d * d * 8
     needs["evaluate.fd_samples"] = fd_samples * (2 * d * 8 + 128 * (FLOAT + 2 * 8))
     return needs
 
