@@ -33,7 +33,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 from conftest import find_mnist  # noqa: E402
-from vaepipe.data import FILES  # noqa: E402
+from vaepipe.layout import FILES  # noqa: E402
 from vaepipe.idx import read_split, write_idx  # noqa: E402
 from vaepipe.model import VAE  # noqa: E402
 from vaepipe.train import make_optimizer, train_epoch  # noqa: E402
@@ -176,7 +176,7 @@ def main() -> None:
           f"data: {data_source()[0]}")
     with tempfile.TemporaryDirectory() as tmp:
         raw = raw_folder(Path(tmp))
-        x = read_split(raw, "train")[0].to(device)
+        x = torch.from_numpy(read_split(raw, "train")[0]).to(device)
         results = {}
         for batch_size in args.batch_sizes:
             runners = {"a": project_epoch(x, batch_size, device),

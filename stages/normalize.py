@@ -2,8 +2,9 @@
 
 from vaepipe.atomic import atomic_path
 from vaepipe.cli import require, run_stage
-from vaepipe.data import SPLITS, save_split
+from vaepipe.data import save_split
 from vaepipe.idx import read_split
+from vaepipe.layout import SPLITS
 from vaepipe.paths import NORMALIZED, RAW
 
 

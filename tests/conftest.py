@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
-from vaepipe.data import FILES, SPLITS
+from vaepipe.layout import FILES, SPLITS
 from vaepipe.download import MD5SUMS
 from vaepipe.idx import write_idx
 

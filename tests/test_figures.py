@@ -61,7 +61,7 @@ def test_morph_runs_from_the_first_3_to_the_first_8_through_their_means():
 
 
 def test_morph_pair_on_real_mnist_digits(mnist):
-    _, labels = read_split(mnist, "test")
+    labels = torch.from_numpy(read_split(mnist, "test")[1])
     i, j = first_of_each(labels, 3, 8)
     assert (i, labels[i].item(), labels[j].item()) == (18, 3, 8)
 

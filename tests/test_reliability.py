@@ -16,7 +16,7 @@ import torch
 
 from conftest import (BIN, ROOT, Mirror, dvc, make_repo, refused_url, run_stage, set_params, stage_env,
                       write_dataset)
-from vaepipe.data import FILES
+from vaepipe.layout import FILES
 from test_pipeline import ran
 
 FAULTS = ["refused", 404, 500, "truncate", "garbage", "slow"]

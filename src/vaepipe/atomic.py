@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-
-import torch
 
 from vaepipe.errors import UserError
 
@@ -67,9 +64,10 @@ def write_csv(target: str | Path, rows: list[dict]) -> None:
 
 
 def write_tensors(target: str | Path, obj) -> None:
-    """torch.save, byte-for-byte reproducible: saved to a file, the archive's root folder
-    is named after the (random) temporary file; saved to a buffer it is always "archive"."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(buffer.getvalue())
+    """torch.save, byte-for-byte reproducible: saved to a path, the archive's root folder
+    is named after the (random) temporary file; saved to an open file, as to a buffer, it
+    is always "archive", and nothing is held in memory twice."""
+    import torch  # here, not at the top: the download stage writes no tensors and skips torch
+
+    with atomic_path(target) as tmp, open(tmp, "wb") as stream:
+        torch.save(obj, stream)

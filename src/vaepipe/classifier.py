@@ -11,7 +11,7 @@ from torch import nn
 from tqdm import tqdm
 
 from vaepipe.atomic import write_tensors
-from vaepipe.data import SIDE
+from vaepipe.layout import SIDE
 from vaepipe.metrics import chunks, class_balance, frechet_distance
 from vaepipe.model import unreadable
 

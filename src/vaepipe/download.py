@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vaepipe.atomic import DISK_FULL, atomic_path
-from vaepipe.data import FILES, PIXELS
+from vaepipe.layout import FILES, PIXELS
 from vaepipe.errors import UserError
 from vaepipe.idx import check_idx
 

@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from vaepipe.atomic import atomic_path  # noqa: E402
-from vaepipe.data import SIDE  # noqa: E402
+from vaepipe.layout import SIDE  # noqa: E402
 
 SCALE = 3          # screen pixels per image pixel
 GAP = 4            # pixels between digits

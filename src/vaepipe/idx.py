@@ -14,10 +14,9 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from vaepipe.atomic import atomic_path
-from vaepipe.data import PIXELS, SIDE, SPLITS
+from vaepipe.layout import PIXELS, SIDE, SPLITS
 from vaepipe.errors import UserError
 from vaepipe.resources import available_memory, size
 
@@ -87,7 +86,7 @@ def write_idx(path: Path, array: np.ndarray) -> None:
         stream.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
 
 
-def read_split(raw_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def read_split(raw_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Images as float32 [N, 784] = bytes / 255, labels as int64 [N]."""
     images_name, labels_name = SPLITS[split]
     images = read_idx(raw_dir / images_name, IMAGE_MAGIC, 3)
@@ -97,5 +96,4 @@ def read_split(raw_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
                         "the two files must come from the same data set")
     if len(labels) and labels.max() > 9:
         raise UserError(f"{raw_dir / labels_name}: label {labels.max()} is out of range 0-9")
-    x = torch.from_numpy(images.reshape(len(images), PIXELS).astype(np.float32) / np.float32(255))
-    return x, torch.from_numpy(labels.astype(np.int64))
+    return images.reshape(len(images), PIXELS).astype(np.float32) / np.float32(255), labels.astype(np.int64)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from vaepipe.atomic import write_tensors
-from vaepipe.data import PIXELS
+from vaepipe.layout import PIXELS
 from vaepipe.errors import UserError
 from vaepipe.loss import decoded_mean
 

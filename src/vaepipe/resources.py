@@ -9,10 +9,12 @@ stage holds at once (float32), not of Python's own few hundred MB.
 from __future__ import annotations
 
 import os
-
-import torch
+from typing import TYPE_CHECKING
 
 from vaepipe.errors import UserError
+
+if TYPE_CHECKING:  # torch is imported only to ask a GPU: the download stage runs without it
+    import torch
 
 FLOAT = 4  # bytes per float32
 GB = 1 << 30
@@ -21,6 +23,7 @@ GB = 1 << 30
 def available_memory(device: torch.device | None = None) -> int:
     """Bytes a stage may allocate: free GPU memory on CUDA, else the host's available RAM."""
     if device is not None and device.type == "cuda":
+        import torch
         return torch.cuda.mem_get_info(device)[0]
     try:
         with open("/proc/meminfo") as meminfo:
