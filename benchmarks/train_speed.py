@@ -33,6 +33,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 from conftest import find_mnist  # noqa: E402
+from vaepipe.cli import keep_freed_memory  # noqa: E402
 from vaepipe.layout import FILES  # noqa: E402
 from vaepipe.idx import read_split, write_idx  # noqa: E402
 from vaepipe.model import VAE  # noqa: E402
@@ -171,6 +172,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 256])
     args = parser.parse_args()
     device = torch.device(args.device)
+    keep_freed_memory()  # as every stage does
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, device {device}, "
           f"data: {data_source()[0]}")

@@ -13,9 +13,10 @@ def main(params):
     device = pick_device(params.train.device)
     train_path = require(normalized("train"), "normalize")
     check_fits(classifier_needs(params.classifier.batch_size, split_length(train_path)), device)
-    train_x, train_y = load_split(train_path)
-    test_x, test_y = load_split(require(normalized("test"), "normalize"))
-    model = train_classifier(params.classifier, train_x, train_y, device=device)
+    test_path = require(normalized("test"), "normalize")
+    # the training set is let go before the test set is read: one of them in memory at a time
+    model = train_classifier(params.classifier, *load_split(train_path), device=device)
+    test_x, test_y = load_split(test_path)
     test_accuracy = accuracy(model, test_x.to(device), test_y.to(device))
     print(f"classifier test accuracy: {test_accuracy:.4f}", flush=True)
     write_json(METRICS / "classifier.json", {"classifier": {"accuracy": test_accuracy}})
