@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vaepipe.figures import DPI, STYLE, plt, save_digit_figure, save_figure, tile
+from vaepipe.figures import DPI, STYLE, figure_size, plt, save_digit_figure, save_figure, tile
 from vaepipe.loss import kl_per_dim
 
 TRAVERSAL_RANGE = 3.0  # t from −3 to 3 prior standard deviations, as traversal figures use
@@ -82,6 +82,15 @@ def save_traversal_figure(path, images: torch.Tensor, rows: list[dict]) -> None:
     save_digit_figure(path, tile(grid.reshape(-1, pixels), cols),
                       f"Traversals: μ(x) + t·e_u, t from −{TRAVERSAL_RANGE:g} to {TRAVERSAL_RANGE:g}, "
                       "rows by KL", [f"z{row['dim']}: KL {row['kl']:.2f}" for row in rows])
+
+
+def digit_figures(options, d: int) -> list[tuple[str, int, tuple[int, int]]]:
+    """The traversal and manifold figures: (the param that sizes it, decodings, (height, width))."""
+    rows, cols = min(options.traversal_dims, d), options.traversal_images * (options.traversal_steps + 1) - 1
+    return [("latent.traversal_steps", rows * options.traversal_images * options.traversal_steps,
+             figure_size(rows, cols, True)),
+            ("latent.manifold_steps", options.manifold_steps ** 2,
+             figure_size(options.manifold_steps, options.manifold_steps, False))]
 
 
 def manifold_codes(d: int, dims: tuple[int, int], steps: int) -> torch.Tensor:

@@ -93,13 +93,13 @@ def evaluate_needs(d: int, fd_samples: int, n_test: int) -> dict[str, float]:
             "evaluate.fd_samples": fd_samples * (d * FLOAT + features) + n_test * features}
 
 
-def generate_needs(d: int, options) -> dict[str, float]:
-    """Generate: each figure's decodings, its float canvas, the RGBA rendering and
-    matplotlib's copies of it; a figure wider or taller than Agg can draw is refused."""
+def digit_figure_needs(d: int, figures) -> dict[str, float]:
+    """Each digit figure's decodings, its float grid and RGBA canvas, for `figures` given as
+    (the param key that sizes it, decodings, (height, width)); a figure wider or taller than
+    Agg can draw is refused."""
     from vaepipe.figures import MAX_SIDE
-    from vaepipe.generation import digit_figures
     needs = {}
-    for key, count, (height, width) in digit_figures(options):
+    for key, count, (height, width) in figures:
         if max(height, width) > MAX_SIDE:
             raise UserError(f"{key}: makes a figure of {width}×{height} pixels; matplotlib draws "
                             f"at most {MAX_SIDE} a side; lower {key}")
@@ -107,23 +107,19 @@ def generate_needs(d: int, options) -> dict[str, float]:
     return needs
 
 
+def generate_needs(d: int, options) -> dict[str, float]:
+    """Generate: its three digit figures."""
+    from vaepipe.generation import digit_figures
+    return digit_figure_needs(d, digit_figures(options))
+
+
 def latent_needs(d: int, options, fd_samples: int, n_train: int) -> dict[str, float]:
-    """Latent: its three digit figures (each checked against Agg's limit), the fitted
+    """Latent: its traversal and manifold figures, the fitted
     training images and their μ in float64, the mixture's per-component work on them
     (scikit-learn keeps an N × d centred copy and N × K responsibilities), and the scored
     mixture samples."""
-    from vaepipe.figures import MAX_SIDE, figure_size
-    rows, traversal_cols = min(options.traversal_dims, d), options.traversal_images * (options.traversal_steps + 1) - 1
-    figures = {"latent.traversal_steps": (rows * options.traversal_images * options.traversal_steps,
-                                          figure_size(rows, traversal_cols, True)),
-               "latent.manifold_steps": (options.manifold_steps ** 2,
-                                         figure_size(options.manifold_steps, options.manifold_steps, False))}
-    needs = {}
-    for key, (count, (height, width)) in figures.items():
-        if max(height, width) > MAX_SIDE:
-            raise UserError(f"{key}: makes a figure of {width}×{height} pixels; matplotlib draws "
-                            f"at most {MAX_SIDE} a side; lower {key}")
-        needs[key] = decode_floats(count, d) * FLOAT + height * width * 4 * FLOAT
+    from vaepipe.latent import digit_figures
+    needs = digit_figure_needs(d, digit_figures(options, d))
     fitted = min(options.gmm_images, n_train)
     if options.gmm_components > fitted:
         raise UserError(f"latent.gmm_components: {options.gmm_components} components for "
