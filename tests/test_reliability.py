@@ -16,6 +16,7 @@ import torch
 
 from conftest import (BIN, ROOT, Mirror, dvc, make_repo, refused_url, run_stage, set_params, stage_env,
                       write_dataset)
+from vaepipe.atomic import atomic_path, write_json
 from vaepipe.layout import FILES
 from test_pipeline import ran
 
@@ -185,6 +186,37 @@ def test_interrupted_training_prints_one_line_and_writes_no_model(signum, tmp_pa
         [line for line in stderr.splitlines() if "stopped by" in line]
     assert not (workdir / "models").exists()
     assert not list(workdir.glob("**/.*.tmp"))
+
+
+def test_a_stop_as_the_temporary_file_is_made_leaves_nothing(tmp_path, monkeypatch):
+    """The live curves are rewritten just as an epoch's line is printed, which is when a
+    user (or the test above) presses Ctrl-C: a stop landing right after the temporary file
+    was created, before its name was known to the cleanup, used to leave it behind."""
+    create = os.open
+
+    def create_then_stop(*args):
+        fd = create(*args)
+        os.kill(os.getpid(), signal.SIGINT)  # Python raises KeyboardInterrupt before this returns
+        return fd
+
+    monkeypatch.setattr(os, "open", create_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        write_json(tmp_path / "train.json", {"train": {"loss": 1.0}})
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_get_the_modes_a_new_file_or_folder_gets(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        write_json(tmp_path / "out.json", {})
+        with atomic_path(tmp_path / "folder", directory=True) as folder:
+            (folder / "inside").write_text("x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "out.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o755
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["folder", "out.json"]
 
 
 @pytest.mark.e2e

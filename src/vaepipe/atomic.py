@@ -10,31 +10,33 @@ import contextlib
 import errno
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 
 from vaepipe.errors import UserError
 
 DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}  # no space, file-size limit, quota
-_UMASK = os.umask(0)  # read the process umask (the only way is to set it), then restore
-os.umask(_UMASK)
 
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path, *, directory: bool = False):
-    """Yield a temporary path in target's folder; on success rename it onto `target`."""
+    """Yield a temporary path in target's folder; on success rename it onto `target`.
+
+    The temporary path is named before it is created, so a Ctrl-C landing at any moment
+    (the live curves are rewritten just as an epoch's line is printed, when a user is most
+    likely to press it) still finds it to remove. It is made with the modes a new file or
+    folder gets (0666 or 0777 less the umask), as the target would be.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    if directory:
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
-    else:
-        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        os.close(fd)
-        tmp = Path(name)
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
     try:
+        if directory:
+            tmp.mkdir()
+        else:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         yield tmp
-        tmp.chmod(0o777 & ~_UMASK if directory else 0o666 & ~_UMASK)  # mkstemp makes 0600
         if directory and target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
