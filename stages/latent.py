@@ -36,8 +36,10 @@ def main(params):
     top = sorted(row["dim"] for row in by_kl(stats, 2)) if model.d >= 2 else [0, 0]
     save_manifold_figure(PLOTS / "manifold.png", model, tuple(top), options.manifold_steps)
 
-    fitted = first_images(train_path, options.gmm_images)  # half of MNIST fits as well, twice as fast
-    train_mu, _ = encode_all(model, as_modelled(fitted, "train", hparams["binarize"]))
+    # half of MNIST fits as well, twice as fast; the images are let go once encoded
+    fitted = as_modelled(first_images(train_path, options.gmm_images), "train", hparams["binarize"])
+    train_mu, _ = encode_all(model, fitted)
+    del fitted
     mixture = fit_mixture(train_mu.double().numpy(), options.gmm_components, params.seed)
     z = sample_mixture(mixture, params.evaluate.fd_samples, torch.Generator().manual_seed(params.seed))
     shown = params.generate.samples

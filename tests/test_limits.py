@@ -18,13 +18,19 @@ from conftest import ROOT, FAST, Mirror, dvc, make_repo, run_stage, set_params, 
 from test_pipeline import STAGES, ran
 
 GB = 1 << 30
-# stage script run under this launcher: it writes its own peak RSS (KiB) beside params.yaml.
-# VmHWM, not ru_maxrss: Linux carries a forking parent's RSS into the child's ru_maxrss, so
-# a child of a large pytest process would report the parent's size.
-MEASURED = ("import atexit, re, runpy, sys\n"
-            "atexit.register(lambda: open('maxrss', 'w').write("
-            "re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)))\n"
-            "runpy.run_path(sys.argv[1], run_name='__main__')\n")
+# stage script run under this launcher: it writes its own peak RSS (KiB) beside params.yaml
+# as it exits (stages leave through os._exit, skipping atexit). VmHWM, not ru_maxrss: Linux
+# carries a forking parent's RSS into the child's ru_maxrss, so a child of a large pytest
+# process would report the parent's size.
+MEASURED = ("import os, re, runpy, sys\n"
+            "def record():\n"
+            "    open('maxrss', 'w').write(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
+            "leave = os._exit\n"
+            "os._exit = lambda code: (record(), leave(code))\n"
+            "try:\n"
+            "    runpy.run_path(sys.argv[1], run_name='__main__')\n"
+            "finally:\n"
+            "    record()\n")
 
 
 def run_measured(stage: str, folder, **options) -> tuple[subprocess.CompletedProcess, int]:
