@@ -199,10 +199,16 @@ def test_a_stop_as_the_temporary_file_is_made_leaves_nothing(tmp_path, monkeypat
         os.kill(os.getpid(), signal.SIGINT)  # Python raises KeyboardInterrupt before this returns
         return fd
 
+    # Python's own Ctrl-C handler, even where this process was started with SIGINT ignored
+    # (a background job of a non-interactive shell, as CI runs may be)
     monkeypatch.setattr(os, "open", create_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        write_json(tmp_path / "train.json", {"train": {"loss": 1.0}})
-    monkeypatch.undo()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            write_json(tmp_path / "train.json", {"train": {"loss": 1.0}})
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
 
 
