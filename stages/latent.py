@@ -37,8 +37,8 @@ def main(params):
     save_manifold_figure(PLOTS / "manifold.png", model, tuple(top), options.manifold_steps)
 
     # half of MNIST fits as well, twice as fast; the images are let go once encoded
-    fitted = as_modelled(first_images(train_path, options.gmm_images), "train", hparams["binarize"])
-    train_mu, _ = encode_all(model, fitted)
+    fitted = first_images(train_path, options.gmm_images)
+    train_mu, _ = encode_all(model, as_modelled(fitted, "train", hparams["binarize"]))
     del fitted
     mixture = fit_mixture(train_mu.double().numpy(), options.gmm_components, params.seed)
     z = sample_mixture(mixture, params.evaluate.fd_samples, torch.Generator().manual_seed(params.seed))

@@ -22,14 +22,19 @@ def load_split(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return split["images"], split["labels"]
 
 
+def _mapped(path: Path) -> dict[str, torch.Tensor]:
+    """A saved split memory-mapped: only the rows used are ever read."""
+    return torch.load(path, weights_only=True, mmap=True)
+
+
 def first_images(path: Path, count: int) -> torch.Tensor:
-    """The first `count` images of a saved split, memory-mapped: only their rows are read."""
-    return torch.load(path, weights_only=True, mmap=True)["images"][:count]
+    """The first `count` images of a saved split."""
+    return _mapped(path)["images"][:count]
 
 
 def split_length(path: Path) -> int:
-    """The number of images in a saved split, memory-mapped, not read (for memory checks)."""
-    return len(torch.load(path, weights_only=True, mmap=True)["labels"])
+    """The number of images in a saved split, without reading them (for memory checks)."""
+    return len(_mapped(path)["labels"])
 
 
 def binarize(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

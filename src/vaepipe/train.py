@@ -51,7 +51,7 @@ class FusedAdam:
         self.exp_avg_sqs = [torch.zeros_like(p) for p in self.params]
         self.steps = [torch.zeros((), device=p.device) for p in self.params]  # float32, as fused keeps them
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
+    def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
 
@@ -131,7 +131,7 @@ def train_epoch(model: VAE, optimizer, x: torch.Tensor, *, epoch: int, batch_siz
             if pixels is not None:
                 batch = binarize(batch, pixels)
             terms = batch_loss(model, batch, beta=beta, likelihood=likelihood)
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             terms["loss"].backward()
             optimizer.step()
             batch_terms[i] = torch.stack([terms[name].detach() for name in TERMS])
