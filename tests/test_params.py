@@ -125,3 +125,16 @@ def test_duplicate_key_names_the_key_and_both_lines(workdir):
 def test_project_epochs_past_the_run_are_not_a_params_error(workdir):
     set_params(workdir, epochs=3)
     assert load_params(workdir / "params.yaml").project.epochs == [0, 5, 10]
+
+
+def test_alias_bomb_params_give_one_short_line(workdir):
+    """A few KB of YAML aliases expand to millions of list items; the error quotes a prefix."""
+    chain = ["&a0 [x, x, x, x, x, x, x, x, x, x]"]
+    chain += [f"&a{i} [{', '.join([f'*a{i - 1}'] * 6)}]" for i in range(1, 8)]
+    text = (workdir / "params.yaml").read_text()
+    (workdir / "params.yaml").write_text(text.replace("seed: 1", f"seed: [{', '.join(chain)}]", 1))
+    assert len((workdir / "params.yaml").read_text()) < len(text) + 1000
+    result = run_stage("train", workdir)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert len(result.stderr) < 300, result.stderr[:300]

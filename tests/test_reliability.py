@@ -244,3 +244,56 @@ def test_ctrl_c_during_repro_then_repro_runs_cleanly(tmp_path):
         assert not stages & {"download", "normalize"}  # finished before the interrupt: kept
     finally:
         mirror.close()
+
+
+CRASH = """
+import os, shutil, sys
+from pathlib import Path
+import vaepipe.atomic as atomic
+step, fallback = sys.argv[1], sys.argv[2] == "fallback"
+def die(*args, **kwargs):
+    os._exit(9)
+if fallback:
+    atomic._exchange = lambda a, b: False
+if step == "fill":
+    atomic._fsync_tree = die
+elif step == "swap":
+    atomic.swap_folders = die
+elif step.startswith("rename"):  # the fallback's renames: die at the n-th
+    calls, n, rename = [], int(step[-1]), os.rename
+    def counted(*args):
+        calls.append(1)
+        die() if len(calls) == n else rename(*args)
+    os.rename = counted
+elif step == "clean":
+    shutil.rmtree = die
+with atomic.atomic_path(Path(sys.argv[3]), directory=True) as tmp:
+    for i in range(3):
+        (tmp / f"part{i}").write_text("new")
+"""
+
+
+@pytest.mark.parametrize("fallback, step", [("exchange", "fill"), ("exchange", "swap"), ("exchange", "clean"),
+                                            ("fallback", "rename1"), ("fallback", "rename2"),
+                                            ("fallback", "rename3"), ("fallback", "clean")])
+def test_folder_output_survives_a_crash_at_each_step(tmp_path, fallback, step):
+    """The process dies at each step of replacing a folder output: the old folder (all of
+    it) or the new one (all of it) is always there, under its name or, between the
+    fallback's two renames, complete beside it."""
+    target = tmp_path / "out"
+    target.mkdir()
+    for i in range(3):
+        (target / f"part{i}").write_text("old")
+    result = subprocess.run([sys.executable, "-c", CRASH, step, fallback, str(target)], env=stage_env())
+    assert result.returncode == 9
+    folders = [target] + [path for path in tmp_path.iterdir() if path.name.endswith(".old")]
+    complete = [{p.read_text() for p in folder.iterdir()} for folder in folders if folder.is_dir()
+                and len(list(folder.iterdir())) == 3]
+    assert complete and all(len(contents) == 1 for contents in complete)
+    if target.is_dir():
+        assert len(list(target.iterdir())) == 3  # never a half-filled folder under its name
+    if step == "clean":
+        assert (target / "part0").read_text() == "new"
+    # a rerun puts the new output in place whatever was left
+    subprocess.run([sys.executable, "-c", CRASH, "none", fallback, str(target)], env=stage_env(), check=True)
+    assert {p.read_text() for p in target.iterdir()} == {"new"}

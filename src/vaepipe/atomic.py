@@ -7,6 +7,7 @@ complete new one.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import json
 import os
@@ -21,12 +22,13 @@ DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}  # no space, file-size lim
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path, *, directory: bool = False):
-    """Yield a temporary path in target's folder; on success rename it onto `target`.
+    """Yield a temporary path in target's folder; on success put it in place of `target`.
 
     The temporary path is named before it is created, so a Ctrl-C landing at any moment
     (the live curves are rewritten just as an epoch's line is printed, when a user is most
     likely to press it) still finds it to remove. It is made with the modes a new file or
-    folder gets (0666 or 0777 less the umask), as the target would be.
+    folder gets (0666 or 0777 less the umask), as the target would be. Its contents are
+    flushed to disk before the swap, so a power cut never leaves a renamed empty file.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -37,15 +39,73 @@ def atomic_path(target: str | Path, *, directory: bool = False):
         else:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         yield tmp
+        _fsync_tree(tmp)
         if directory and target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+            swap_folders(tmp, target)  # tmp now holds the old output
+            _fsync(target.parent)
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, target)
+            _fsync(target.parent)
     except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
         if isinstance(error, OSError) and error.errno in DISK_FULL:
             raise UserError(f"could not write {target}: {os.strerror(error.errno)}; the previous "
                             "output is unchanged; free disk space and run `dvc repro` again") from None
         raise
+
+
+RENAME_EXCHANGE = 2  # linux/fs.h: swap two paths in one step
+
+
+def swap_folders(new: Path, old: Path) -> None:
+    """Exchange two folders: at every instant `old`'s path holds one complete folder, or
+    (where the one-step exchange is missing and a crash lands between two renames) the old
+    one waits complete under `new`'s name + ".old", never deleted."""
+    if _exchange(new, old):
+        return
+    aside = new.with_name(new.name + ".old")
+    os.rename(old, aside)
+    try:
+        os.rename(new, old)
+    except BaseException:
+        os.rename(aside, old)
+        raise
+    os.rename(aside, new)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Linux's renameat2(RENAME_EXCHANGE): both paths swapped in one step. False where the
+    C library or the file system lacks it."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_cwd = -100  # AT_FDCWD: paths relative to the working folder
+    if renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    """Every file under `path`, then the folders that name them."""
+    if path.is_dir():
+        for folder, _, files in os.walk(path, topdown=False):
+            for name in files:
+                _fsync(Path(folder, name))
+            _fsync(Path(folder))
+    else:
+        _fsync(path)
 
 
 def write_json(target: str | Path, data) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ class ParamsLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if key in seen:
-                raise ParamsError(f"{key}: written twice in params.yaml (lines {seen[key]} and "
+                raise ParamsError(f"{shown(key, quote=False)}: written twice in params.yaml (lines {seen[key]} and "
                                   f"{line}); keep one")
             seen[key] = line
         return super().construct_mapping(node, deep)
@@ -42,6 +43,17 @@ ParamsLoader.add_implicit_resolver(  # YAML 1.2's floats: a dot is optional befo
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
     list("-+0123456789."))
+
+
+_SHORT = reprlib.Repr()  # keyword arguments only from Python 3.12
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxlevel = 40, 40, 4, 4, 2
+
+
+def shown(value, *, quote: bool = True) -> str:
+    """A bad value as an error quotes it: at most about 60 characters, however large the
+    value (a few YAML aliases make a 3 KB file into megabytes of nested lists)."""
+    text = _SHORT.repr(value) if quote or not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def number(*, minimum=None, above=None, maximum=None):
@@ -166,7 +178,7 @@ def _check_mirror(mirror) -> None:
         raise ParamsError("data.mirror: an empty list; use null for the official mirrors, "
                           "or list at least one URL or folder")
     for entry in [mirror] if isinstance(mirror, str) else mirror or []:
-        where = "data.mirror" if isinstance(mirror, str) else f"data.mirror entry {entry!r}"
+        where = "data.mirror" if isinstance(mirror, str) else f"data.mirror entry {shown(entry)}"
         if not entry.strip():
             raise ParamsError(f"{where}: empty; write a URL (http:// or https://) or a folder")
         scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", entry)
@@ -186,7 +198,7 @@ def _build(cls, raw, prefix: str):
     hints = typing.get_type_hints(cls)
     for key in raw:
         if key not in fields:
-            raise ParamsError(f"{prefix}{key}: unknown key; allowed here: {', '.join(fields)}")
+            raise ParamsError(f"{prefix}{shown(key, quote=False)}: unknown key; allowed here: {', '.join(fields)}")
     values = {}
     for name, spec in fields.items():
         key = prefix + name
@@ -200,20 +212,20 @@ def _check(value, hint, spec, key):
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, key + ".")
     if not _has_type(value, hint):
-        raise ParamsError(f"{key}: must be {_allowed(hint, spec)}, got {value!r}")
+        raise ParamsError(f"{key}: must be {_allowed(hint, spec)}, got {shown(value)}")
     if isinstance(value, float) and not math.isfinite(value):
-        raise ParamsError(f"{key}: must be a finite number, got {value!r}")
+        raise ParamsError(f"{key}: must be a finite number, got {shown(value)}")
     meta = spec.metadata
     if "choices" in meta and value not in meta["choices"]:
-        raise ParamsError(f"{key}: must be {_allowed(hint, spec)}, got {value!r}")
+        raise ParamsError(f"{key}: must be {_allowed(hint, spec)}, got {shown(value)}")
     too_low = ((meta.get("minimum") is not None and value < meta["minimum"])
                or (meta.get("above") is not None and value <= meta["above"]))
     too_high = meta.get("maximum") is not None and value > meta["maximum"]
     if too_low or too_high:
-        raise ParamsError(f"{key}: must be {_allowed(hint, spec)}, got {value!r}")
+        raise ParamsError(f"{key}: must be {_allowed(hint, spec)}, got {shown(value)}")
     if hint == list[int]:
         if not value or any(v < 0 for v in value) or len(set(value)) != len(value):
-            raise ParamsError(f"{key}: must be a non-empty list of distinct epochs >= 0, got {value!r}")
+            raise ParamsError(f"{key}: must be a non-empty list of distinct epochs >= 0, got {shown(value)}")
         return sorted(value)
     if hint is float:
         return float(value)
