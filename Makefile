@@ -22,9 +22,11 @@ bench: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/train_speed.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/pipeline.py
 
-# a Markdown report of the workspace against $(BASE): review/report.md
+# a Markdown report of the workspace against $(BASE): review/report.md. BASE reaches the
+# command as an environment variable, quoted, never pasted into the shell's text.
+export BASE
 review: $(INSTALLED)
-	PATH="$(CURDIR)/$(BIN):$$PATH" python -m vaepipe.review $(BASE) --out review
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m vaepipe.review --out review -- "$$BASE"
 
 # every run this machine made, to the default DVC remote: teammates' `dvc exp run --pull` restores it
 share: $(INSTALLED)

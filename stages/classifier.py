@@ -1,12 +1,12 @@
 """Stage classifier: a small CNN for scoring samples, models/classifier.pt and its accuracy."""
 
 from vaepipe.atomic import write_json
-from vaepipe.classifier import accuracy, save_classifier, train_classifier
+from vaepipe.classifier import accuracy, classifier_needs, save_classifier, train_classifier
 from vaepipe.cli import require, run_stage
 from vaepipe.data import load_split, split_length
 from vaepipe.paths import CLASSIFIER, METRICS, normalized
-from vaepipe.resources import check_fits, classifier_needs
-from vaepipe.train import pick_device
+from vaepipe.resources import check_fits
+from vaepipe.device import pick_device
 
 
 def main(params):

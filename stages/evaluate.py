@@ -6,11 +6,11 @@ from vaepipe.atomic import write_csv, write_json
 from vaepipe.classifier import load_classifier, sample_quality
 from vaepipe.cli import require, run_stage
 from vaepipe.data import as_modelled, load_split, split_length
-from vaepipe.metrics import test_report
+from vaepipe.metrics import evaluate_needs, test_report
 from vaepipe.model import load_model
 from vaepipe.paths import CLASSIFIER, METRICS, MODEL, PLOTS, normalized
-from vaepipe.resources import check_fits, evaluate_needs
-from vaepipe.train import pick_device
+from vaepipe.resources import check_fits
+from vaepipe.device import pick_device
 
 
 def main(params):

@@ -2,10 +2,10 @@
 
 from vaepipe.cli import require, run_stage
 from vaepipe.data import as_modelled, load_split
-from vaepipe.generation import generate_figures
+from vaepipe.generation import generate_figures, generate_needs
 from vaepipe.model import load_model
 from vaepipe.paths import MODEL, PLOTS, normalized
-from vaepipe.resources import check_fits, generate_needs
+from vaepipe.resources import check_fits
 
 
 def main(params):

@@ -8,12 +8,12 @@ from vaepipe.classifier import load_classifier, sample_quality
 from vaepipe.cli import require, run_stage
 from vaepipe.data import as_modelled, first_images, load_split, split_length
 from vaepipe.figures import sample_columns, save_digit_figure, tile
-from vaepipe.latent import (by_kl, dimension_stats, fit_mixture, sample_mixture, save_kl_figure,
+from vaepipe.latent import (by_kl, dimension_stats, fit_mixture, latent_needs, sample_mixture, save_kl_figure,
                             save_manifold_figure, save_traversal_figure, traversal_images)
 from vaepipe.metrics import encode_all
 from vaepipe.model import load_model
 from vaepipe.paths import CLASSIFIER, METRICS, MODEL, PLOTS, normalized
-from vaepipe.resources import check_fits, latent_needs
+from vaepipe.resources import check_fits
 
 
 def main(params):

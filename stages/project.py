@@ -2,9 +2,9 @@
 
 from vaepipe.atomic import write_csv
 from vaepipe.cli import require, run_stage
-from vaepipe.projection import projection_rows, save_projection_figure
+from vaepipe.projection import projection_needs, projection_rows, save_projection_figure
 from vaepipe.paths import PLOTS, SNAPSHOTS
-from vaepipe.resources import check_fits, projection_needs
+from vaepipe.resources import check_fits
 from vaepipe.snapshots import figure_epochs, last_epoch, load_snapshot
 
 

@@ -4,9 +4,10 @@ from vaepipe.cli import require, run_stage
 from vaepipe.data import load_split, split_length
 from vaepipe.model import save_model
 from vaepipe.paths import METRICS, MODEL, PLOTS, SNAPSHOTS, normalized
-from vaepipe.resources import check_fits, training_needs
+from vaepipe.resources import check_fits
 from vaepipe.snapshots import save_snapshots
-from vaepipe.train import LiveCurves, fit, pick_device
+from vaepipe.device import pick_device
+from vaepipe.train import LiveCurves, fit, training_needs
 
 
 def main(params):

@@ -135,7 +135,7 @@ def test_figure_sizes_are_checked_before_drawing():
     from types import SimpleNamespace
 
     from vaepipe.errors import UserError
-    from vaepipe.resources import latent_needs
+    from vaepipe.latent import latent_needs
 
     options = SimpleNamespace(traversal_images=2, traversal_dims=20, traversal_steps=9, manifold_steps=15,
                               gmm_components=10, gmm_images=30_000)

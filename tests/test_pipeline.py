@@ -5,6 +5,7 @@ mirror on 127.0.0.1, and the real `dvc repro`, `dvc exp run`, `dvc metrics diff`
 from __future__ import annotations
 
 import csv
+import html
 import json
 import re
 import shutil
@@ -14,7 +15,8 @@ import time
 import pytest
 import yaml
 
-from conftest import BIN, Mirror, dvc, git, make_repo, stage_env, write_dataset
+from conftest import BIN, Mirror, dvc, git, make_repo, set_params, stage_env, write_dataset
+from vaepipe.markdown import unsafe_links
 
 pytestmark = pytest.mark.e2e
 
@@ -91,7 +93,7 @@ def test_review_report_holds_the_change_and_both_figures(repo):
     result = subprocess.run([str(BIN / "python"), "-m", "vaepipe.review", "HEAD", "--out", "review"],
                             cwd=repo, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    report = (repo / "review/report.md").read_text()
+    report = html.unescape((repo / "review/report.md").read_text())  # its text is escaped
     params = report.split("## Params that changed")[1].split("##")[0]
     assert re.search(r"\| params\.yaml\s*\| beta\s*\| 1\s*\| 2\s*\|", params), params
     diff = json.loads(dvc(repo, "metrics", "diff", "HEAD", "--json").stdout)["metrics/eval.json"]
@@ -108,6 +110,54 @@ def test_review_report_holds_the_change_and_both_figures(repo):
     assert (repo / "review/curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_review_shows_a_pull_requests_text_as_text(repo):
+    """A param value holding HTML and Markdown reaches the report escaped: no image, link
+    or tag that a poster would upload or GitHub would render."""
+    params = (repo / "params.yaml").read_text()
+    hostile = "<img src=/etc/passwd> ![x](../../.git/config) [y](http://example.org) | **z**"
+    set_params(repo, project__method=hostile)
+    try:
+        env = dict(stage_env(), PYTHONPATH=str(repo / "src"))
+        result = subprocess.run([str(BIN / "python"), "-m", "vaepipe.review", "HEAD", "--out", "review-hostile"],
+                                cwd=repo, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        report = (repo / "review-hostile/report.md").read_text()
+        assert hostile in html.unescape(report)  # shown, as text
+        for raw in ("<img", "](../", "](http", "http://", "**z**", "| **"):
+            assert raw not in report, raw
+        assert unsafe_links(report, repo / "review-hostile") == []
+    finally:
+        (repo / "params.yaml").write_text(params)
+        shutil.rmtree(repo / "review-hostile", ignore_errors=True)
+
+
+@pytest.mark.parametrize("base", ["HEAD;touch pwned", "$(touch pwned)", "`touch pwned`", "--output=pwned"])
+def test_make_review_passes_the_base_as_one_argument(repo, base):
+    """`make review BASE=…` with shell syntax in the name runs nothing and fails in one line."""
+    result = subprocess.run(["make", "--no-print-directory", "review", f"BASE={base}", f"VENV={BIN.parent}",
+                             "INSTALLED="], cwd=repo, env=stage_env(), capture_output=True, text=True)
+    assert result.returncode != 0
+    assert not (repo / "pwned").exists() and not list(repo.glob("*pwned*"))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "not a revision" in errors[0], result.stderr
+
+
+def test_the_post_check_refuses_links_outside_the_report(tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base/samples.png").write_bytes(b"\x89PNG")
+    (tmp_path / "link.png").symlink_to("/etc/passwd")
+    good = "![base](base/samples.png)\n"
+    assert unsafe_links(good, tmp_path) == []
+    for bad in ("![x](../secret.png)", "![x](/proc/self/environ)", "[x](link.png)", "![x](missing.png)",
+                "<img src=x>", "see https://example.org", "[x](base/samples.png \"t\")"):
+        assert unsafe_links(good + bad, tmp_path), bad
+    report = tmp_path / "report.md"
+    report.write_text(good + "![x](../../.git/config)\n")
+    result = subprocess.run([str(BIN / "python"), "-m", "vaepipe.markdown", str(report)], capture_output=True,
+                            text=True, env=stage_env())
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "not safe to post" in result.stderr
+
+
 def git_bytes(repo, spec: str) -> bytes:
     return subprocess.run(["git", "show", spec], cwd=repo, capture_output=True, check=True).stdout
 
@@ -119,7 +169,7 @@ def test_review_says_when_the_base_has_no_metrics(repo):
                             cwd=repo, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     report = (repo / "review-first/report.md").read_text()
-    assert f"**The base `{first}` has no metrics**" in report
+    assert f"**The base {first} has no metrics**" in report
     shutil.rmtree(repo / "review-first")
 
 
@@ -141,6 +191,41 @@ def test_shared_run_cache_restores_every_stage_in_a_fresh_clone(repo, tmp_path):
     assert sorted(restored + pulled) == sorted(STAGES)
     for name in ("metrics/eval.json", "metrics/latent.json", "plots/training.csv", "plots/samples.png"):
         assert (clone / name).read_bytes() == (repo / name).read_bytes(), name
+
+
+INTERRUPTED_SHARE = """
+import os, sys
+import vaepipe.share as share
+share.push_entries = lambda *args: os._exit(9)  # killed once the outputs are sent
+share.main(sys.argv[1:])
+"""
+
+
+def test_an_interrupted_share_rerun_completes_and_check_names_what_is_missing(repo, tmp_path):
+    """Killed after the outputs: the remote holds no entry yet (nothing a teammate could
+    find without its outputs); run again, it sends the entries, and a third run sends
+    nothing and says so. `--check` names a run whose outputs went missing."""
+    remote = tmp_path / "second"
+    dvc(repo, "remote", "add", "--local", "second", str(remote))
+    env = dict(stage_env(), PYTHONPATH=str(repo / "src"))
+    python = str(BIN / "python")
+    killed = subprocess.run([python, "-c", INTERRUPTED_SHARE, "second"], cwd=repo, env=env)
+    assert killed.returncode == 9
+    assert list((remote / "files").rglob("*")) and not (remote / "runs").exists()
+    again = subprocess.run([python, "-m", "vaepipe.share", "second"], cwd=repo, env=env, capture_output=True, text=True)
+    sent = int(re.search(r"then (\d+) run-cache entries", again.stdout).group(1))
+    local_entries = sorted(path.name for path in (repo / ".dvc/cache/runs").glob("*/*/*"))
+    assert sent == len(local_entries) > 0
+    assert sorted(path.name for path in (remote / "runs").glob("*/*/*")) == local_entries
+    third = subprocess.run([python, "-m", "vaepipe.share", "second"], cwd=repo, env=env, capture_output=True, text=True)
+    assert "received 0 outputs, then 0 run-cache entries" in third.stdout, third.stdout + third.stderr
+    check = [python, "-m", "vaepipe.share", "--check", "second"]
+    assert subprocess.run(check, cwd=repo, env=env, capture_output=True, text=True).returncode == 0
+    model = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["train"]["outs"][0]
+    lost = next((remote / "files/md5").glob(f"{model['md5'][:2]}/{model['md5'][2:]}"))
+    lost.unlink()
+    result = subprocess.run(check, cwd=repo, env=env, capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "train" in result.stderr, result.stderr
 
 
 def test_exp_show_lists_both_runs(repo):

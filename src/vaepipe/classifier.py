@@ -14,6 +14,7 @@ from vaepipe.atomic import write_tensors
 from vaepipe.layout import SIDE
 from vaepipe.metrics import chunks, class_balance, frechet_distance
 from vaepipe.model import unreadable
+from vaepipe.resources import FLOAT
 
 
 class Classifier(nn.Module):
@@ -90,3 +91,10 @@ def load_classifier(path, device: torch.device | str = "cpu") -> Classifier:
     except Exception as error:  # noqa: BLE001 - any failure means the same to the user
         raise unreadable(path, error, "classifier") from None
     return model.eval()
+
+
+def classifier_needs(batch_size: int, n_train: int) -> dict[str, float]:
+    """Classifier: one batch's activations (conv 16×14×14, conv 32×7×7, 128 features,
+    each before and after its ReLU) forward and backward."""
+    per_image = 2 * 2 * (16 * 14 * 14 + 32 * 7 * 7 + 128 + 10)
+    return {"classifier.batch_size": min(batch_size, n_train) * per_image * FLOAT}

@@ -18,6 +18,8 @@ import torch  # noqa: E402
 
 from vaepipe.atomic import atomic_path  # noqa: E402
 from vaepipe.layout import SIDE  # noqa: E402
+from vaepipe.resources import FLOAT, decode_floats
+from vaepipe.errors import UserError
 
 SCALE = 3          # screen pixels per image pixel
 GAP = 4            # pixels between digits
@@ -89,3 +91,16 @@ def save_figure(fig, path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
     plt.close(fig)
+
+
+def digit_figure_needs(d: int, figures) -> dict[str, float]:
+    """Each digit figure's decodings, its float grid and RGBA canvas, for `figures` given as
+    (the param key that sizes it, decodings, (height, width)); a figure wider or taller than
+    Agg can draw is refused."""
+    needs = {}
+    for key, count, (height, width) in figures:
+        if max(height, width) > MAX_SIDE:
+            raise UserError(f"{key}: makes a figure of {width}×{height} pixels; matplotlib draws "
+                            f"at most {MAX_SIDE} a side; lower {key}")
+        needs[key] = decode_floats(count, d) * FLOAT + height * width * 4 * FLOAT
+    return needs

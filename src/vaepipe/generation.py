@@ -8,7 +8,7 @@ import math
 import torch
 
 from vaepipe.errors import UserError
-from vaepipe.figures import figure_size, sample_columns, save_digit_figure, tile
+from vaepipe.figures import digit_figure_needs, figure_size, sample_columns, save_digit_figure, tile
 
 
 def digit_figures(options) -> list[tuple[str, int, tuple[int, int]]]:
@@ -67,3 +67,8 @@ def generate_figures(model, test_x: torch.Tensor, test_labels: torch.Tensor, opt
     save_digit_figure(folder / "morph.png", tile(torch.cat([latent, pixels]), m.steps),
                       f"Morphing the test set's first {m.start} into its first {m.end}",
                       ["latent path", "pixel blend"])
+
+
+def generate_needs(d: int, options) -> dict[str, float]:
+    """Generate: its three digit figures."""
+    return digit_figure_needs(d, digit_figures(options))

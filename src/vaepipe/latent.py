@@ -14,8 +14,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vaepipe.figures import DPI, STYLE, figure_size, plt, save_digit_figure, save_figure, tile
+from vaepipe.figures import (DPI, STYLE, digit_figure_needs, figure_size, plt, save_digit_figure, save_figure,
+                             tile)
 from vaepipe.loss import kl_per_dim
+from vaepipe.resources import FLOAT
+from vaepipe.errors import UserError
 
 TRAVERSAL_RANGE = 3.0  # t from −3 to 3 prior standard deviations, as traversal figures use
 MANIFOLD_EDGE = 0.05   # grid quantiles from 5 % to 95 %: Φ⁻¹ of 0 and 1 is infinite
@@ -136,3 +139,19 @@ def sample_mixture(mixture, count: int, generator: torch.Generator) -> torch.Ten
     component = torch.multinomial(weights, count, replacement=True, generator=generator)
     eps = torch.randn(count, means.shape[1], 1, generator=generator, dtype=torch.float64)
     return (means[component] + (factors[component] @ eps).squeeze(-1)).float()
+
+
+def latent_needs(d: int, options, fd_samples: int, n_train: int) -> dict[str, float]:
+    """Latent: its traversal and manifold figures, the fitted
+    training images and their μ in float64, the mixture's per-component work on them
+    (scikit-learn keeps an N × d centred copy and N × K responsibilities), and the scored
+    mixture samples."""
+    needs = digit_figure_needs(d, digit_figures(options, d))
+    fitted = min(options.gmm_images, n_train)
+    if options.gmm_components > fitted:
+        raise UserError(f"latent.gmm_components: {options.gmm_components} components for "
+                        f"{fitted} training images; use at most {fitted}")
+    needs["latent.gmm_images"] = fitted * 784 * FLOAT
+    needs["latent.gmm_components"] = fitted * (3 * d + 3 * options.gmm_components) * 8 + options.gmm_components * d * d * 8
+    needs["evaluate.fd_samples"] = fd_samples * (2 * d * 8 + 128 * (FLOAT + 2 * 8))
+    return needs

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from vaepipe.loss import TERMS, kl_per_dim, reconstruction, vae_loss
+from vaepipe.resources import FLOAT, model_floats, decode_floats
 
 CHUNK = 2000  # images per forward pass when scoring: bounds memory, not results
 ACTIVE_THRESHOLD = 0.01  # Burda et al.'s threshold on Cov_x(E_q[z_u])
@@ -158,3 +159,11 @@ def test_report(model, hparams: dict, x: torch.Tensor, *, elbo_samples: int, iw_
     report["active_units"] = active_units(mu)
     report["likelihood"] = likelihood_meaning(likelihood, hparams["binarize"])
     return report, kl_per_dim(mu, logvar).mean(dim=0).cpu()
+
+
+def evaluate_needs(d: int, fd_samples: int, n_test: int) -> dict[str, float]:
+    """Evaluate: the bound and the ELBO decode in passes of a fixed size whatever k is; the
+    Fréchet distance keeps 128 features per sample and per test image, twice in float64."""
+    features = 128 * (FLOAT + 2 * 8)
+    return {"d": model_floats(d) * FLOAT + 3 * decode_floats(CHUNK, d) * FLOAT,
+            "evaluate.fd_samples": fd_samples * (d * FLOAT + features) + n_test * features}

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.patches import Ellipse
 
-from vaepipe.figures import DPI, STYLE, plt, save_figure
+from vaepipe.figures import DPI, MAX_SIDE, STYLE, plt, save_figure
+from vaepipe.errors import UserError
 
 PANEL_WIDTH = 420  # pixels per epoch panel of the projection figure
 DIGIT_COLOURS = plt.get_cmap("tab10")
@@ -71,3 +72,11 @@ def _draw_bubbles(ax, snapshot: dict, count: int) -> None:
     for (x, y), (sx, sy), label in zip(mu, sigma, labels):
         ax.add_patch(Ellipse((x, y), 2 * sx, 2 * sy, facecolor=DIGIT_COLOURS(label), alpha=0.12,
                              edgecolor=DIGIT_COLOURS(label), linewidth=0.5))
+
+
+def projection_needs(d: int, points: int, n_test: int, panels: int) -> dict[str, float]:
+    """Project: t-SNE's neighbour graph (3 × perplexity 30 per point) and the figure."""
+    if panels * PANEL_WIDTH > MAX_SIDE:
+        raise UserError(f"project.epochs: {panels} panels make a figure {panels * PANEL_WIDTH} "
+                        f"pixels wide; matplotlib draws at most {MAX_SIDE}; list fewer epochs")
+    return {"project.points": min(points, n_test) * (d + 4 * 90) * 8 * 3}

@@ -26,6 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from vaepipe.atomic import write_text  # noqa: E402
 from vaepipe.errors import UserError  # noqa: E402
+from vaepipe.markdown import escape, table, unsafe_links  # noqa: E402
 
 HEADLINE = ["test.loss", "test.iw_nll", "samples.fd", "test.likelihood"]  # the last says what iw_nll is
 FIGURES = ["samples.png", "morph.png", "projection.png"]
@@ -38,31 +39,43 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 def at_base(base: str, path: str) -> bytes | None:
     """A git-tracked file as it is at `base`, or None when it is not there."""
-    result = subprocess.run(["git", "show", f"{base}:{path}"], capture_output=True)
+    result = subprocess.run(["git", "show", "--end-of-options", f"{base}:{path}"], capture_output=True)
     return result.stdout if result.returncode == 0 else None
 
 
-def dvc_diff(kind: str, base: str) -> str:
-    """`dvc params diff` or `dvc metrics diff` against the base, as a Markdown table."""
-    result = run("dvc", kind, "diff", base, "--md")
+def dvc_json(*args: str) -> dict:
+    """A `dvc … --json` answer; a failure is one line naming the command."""
+    result = run("dvc", *args, "--json")
     if result.returncode != 0:
-        raise UserError(f"dvc {kind} diff {base} failed: {result.stderr.strip().splitlines()[-1]}")
-    return result.stdout.strip() or f"No {kind} changed."
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"dvc {' '.join(args[:2])} failed: {last[:200]}")
+    return json.loads(result.stdout or "{}")
+
+
+def dvc_diff(kind: str, base: str) -> str:
+    """What `dvc params diff` or `dvc metrics diff` against the base found, as an escaped
+    Markdown table (values come from the pull request: `<img …>` in a param stays text)."""
+    diff = dvc_json(kind, "diff", base)
+    columns = ("old", "new", "diff") if kind == "metrics" else ("old", "new")
+    rows = [[path, key, *(_number(values.get(column), 5) for column in columns)]
+            for path, changes in diff.items() for key, values in sorted(changes.items())]
+    if not rows:
+        return f"No {kind} changed."
+    return table(["path", kind[:-1], "base", "change", "difference"][:2 + len(columns)], rows)
 
 
 def headline(base: str) -> str:
-    result = run("dvc", "metrics", "diff", base, "--all", "--json")
-    diff = {key: value for metrics in json.loads(result.stdout or "{}").values() for key, value in metrics.items()}
-    rows = ["| metric | base | change | difference |", "|---|---|---|---|"]
+    diff = {key: value for metrics in dvc_json("metrics", "diff", base, "--all").values()
+            for key, value in metrics.items()}
+    rows = []
     for key in HEADLINE:
         values = diff.get(key, {})
-        old, new, delta = (values.get(name) for name in ("old", "new", "diff"))
-        rows.append(f"| {key} | {_number(old)} | {_number(new)} | {_number(delta)} |")
-    return "\n".join(rows)
+        rows.append([key, *(_number(values.get(name)) for name in ("old", "new", "diff"))])
+    return table(["metric", "base", "change", "difference"], rows)
 
 
-def _number(value) -> str:
-    return "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+def _number(value, decimals: int = 3) -> str:
+    return "—" if value is None else f"{value:.{decimals}f}" if isinstance(value, float) else str(value)
 
 
 def curves_figure(base_csv: bytes | None, path: Path) -> None:
@@ -94,12 +107,13 @@ def curves_figure(base_csv: bytes | None, path: Path) -> None:
 
 
 def report(base: str, out: Path) -> str:
-    if run("git", "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}").returncode != 0:
-        raise UserError(f"{base}: not a revision of this repository; fetch it or name another base")
+    if base.startswith("-") or run("git", "rev-parse", "--verify", "--quiet", "--end-of-options",
+                                   f"{base}^{{commit}}").returncode != 0:
+        raise UserError(f"{base[:60]!r}: not a revision of this repository; fetch it or name another base")
     out.mkdir(parents=True, exist_ok=True)
-    lines = [f"# Review: workspace against `{base}`", ""]
+    lines = [f"# Review: workspace against {escape(base)}", ""]
     if at_base(base, "metrics/eval.json") is None:
-        lines += [f"> **The base `{base}` has no metrics**: run the pipeline there and commit "
+        lines += [f"> **The base {escape(base)} has no metrics**: run the pipeline there and commit "
                   "`metrics/` and `plots/` to compare against it. Only this change's numbers follow.", ""]
     lines += ["## Headline metrics", "", headline(base), "",
               "## Params that changed", "", dvc_diff("params", base), "",
@@ -119,6 +133,9 @@ def report(base: str, out: Path) -> str:
             cells.append(f"![{side} {name}]({side}/{name})")
         lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
     text = "\n".join(lines) + "\n"
+    found = unsafe_links(text, out)
+    if found:
+        raise UserError(f"the report would not be safe to post: {found[0]}")
     write_text(out / "report.md", text)
     return text
 

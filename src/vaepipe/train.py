@@ -14,10 +14,12 @@ from tqdm import tqdm
 
 from vaepipe.atomic import write_csv, write_json
 from vaepipe.data import as_modelled, binarize
+from vaepipe.device import pick_device
 from vaepipe.errors import UserError
 from vaepipe.loss import TERMS, vae_loss
-from vaepipe.metrics import score
+from vaepipe.metrics import CHUNK, score
 from vaepipe.model import VAE
+from vaepipe.resources import FLOAT, model_floats
 
 PROGRESS_UPDATES = 10  # running-loss refreshes per epoch: each one is a host sync on a GPU
 
@@ -26,15 +28,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
-
-
-def pick_device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise UserError("train.device: cuda was asked for but no CUDA GPU is visible; "
-                        "set it to auto or cpu")
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(choice)
 
 
 class FusedAdam:
@@ -205,3 +198,16 @@ def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool =
         if on_epoch is not None:
             on_epoch(history)
     return model, history
+
+
+def training_needs(d: int, batch_size: int, epochs: int, n_train: int, n_test: int,
+                   pixels: int = 784) -> dict[str, float]:
+    """Train: the data; the model with its gradient and Adam's two moments; one batch's
+    activations forward and backward; the test set scored in chunks; the test codes of
+    every epoch."""
+    hidden = d * d
+    per_image = 2 * (pixels + hidden + 2 * d + d + hidden + 2 * pixels)  # forward + gradients
+    return {"data.dataset": (n_train + n_test) * pixels * FLOAT,
+            "d": 4 * model_floats(d, pixels) * FLOAT + min(n_test, CHUNK) * per_image * FLOAT,
+            "train.batch_size": min(batch_size, n_train) * per_image * FLOAT,
+            "epochs": (epochs + 1) * n_test * 2 * d * FLOAT}

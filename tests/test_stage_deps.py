@@ -1,0 +1,63 @@
+"""Every stage lists, as its deps in dvc.yaml, exactly the project code it runs: its script,
+every module of `vaepipe` its imports reach (at any depth, those inside functions too), and
+requirements.lock (the packages' versions shape the bits). So editing any of them re-runs
+the stage, locally and for the shared run cache, and the list cannot drift."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+SRC = ROOT / "src"
+
+
+def module_file(name: str) -> Path:
+    path = SRC / (name.replace(".", "/") + ".py")
+    return path if path.exists() else SRC / name.replace(".", "/") / "__init__.py"
+
+
+def imported(path: Path) -> set[str]:
+    """The `vaepipe` modules a file imports, anywhere in it."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "vaepipe":
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names
+                      if module_file(f"{node.module}.{alias.name}").exists()}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.split(".")[0] == "vaepipe"}
+    return found
+
+
+def import_closure(script: Path) -> set[str]:
+    """Files of the project that running `script` can execute."""
+    seen, todo = set(), list(imported(script)) + ["vaepipe"]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += imported(module_file(name))
+    return {str(module_file(name).relative_to(ROOT)) for name in seen}
+
+
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_deps_are_exactly_the_code_it_runs(name):
+    script = ROOT / "stages" / f"{name}.py"
+    deps = set(STAGES[name]["deps"])
+    code = {dep for dep in deps if dep.endswith(".py") or dep == "requirements.lock"}
+    assert code == import_closure(script) | {f"stages/{name}.py", "requirements.lock"}
+
+
+def test_the_closure_follows_imports_inside_functions(tmp_path, monkeypatch):
+    """The guard itself: an import inside a function counts, as it runs when called."""
+    script = tmp_path / "stage.py"
+    script.write_text("def main():\n    from vaepipe.share import share\n")
+    assert "src/vaepipe/share.py" in import_closure(script)
