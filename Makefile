@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test bench review share
+.PHONY: run test bench review share explore
 BASE ?= main
 
 $(INSTALLED): pyproject.toml requirements.lock
@@ -31,3 +31,10 @@ review: $(INSTALLED)
 # every run this machine made, to the default DVC remote: teammates' `dvc exp run --pull` restores it
 share: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" python -m vaepipe.share
+
+# the explorer of the workspace's run (`dvc repro explore` makes it), served on 127.0.0.1 only
+PORT ?= 8000
+explore: $(INSTALLED)
+	@test -f explorer/index.html || { echo "error: explorer/ not found: run \`dvc repro explore\` first" >&2; exit 1; }
+	@echo "explorer: http://127.0.0.1:$(PORT)/ (Ctrl-C stops it)"
+	@$(BIN)/python -m http.server --bind 127.0.0.1 --directory explorer "$(PORT)" > /dev/null

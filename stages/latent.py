@@ -8,11 +8,11 @@ from vaepipe.classifier import load_classifier, sample_quality
 from vaepipe.cli import require, run_stage
 from vaepipe.data import as_modelled, first_images, load_split, split_length
 from vaepipe.figures import sample_columns, save_digit_figure, tile
-from vaepipe.latent import (by_kl, dimension_stats, fit_mixture, latent_needs, sample_mixture, save_kl_figure,
-                            save_manifold_figure, save_traversal_figure, traversal_images)
+from vaepipe.latent import (by_kl, dimension_stats, fit_mixture, latent_needs, mixture_record, sample_mixture,
+                            save_kl_figure, save_manifold_figure, save_traversal_figure, traversal_images)
 from vaepipe.metrics import encode_all
 from vaepipe.model import load_model
-from vaepipe.paths import CLASSIFIER, METRICS, MODEL, PLOTS, normalized
+from vaepipe.paths import CLASSIFIER, METRICS, MIXTURE, MODEL, PLOTS, normalized
 from vaepipe.resources import check_fits
 
 
@@ -41,6 +41,7 @@ def main(params):
     train_mu, _ = encode_all(model, as_modelled(fitted, "train", hparams["binarize"]))
     del fitted
     mixture = fit_mixture(train_mu.double().numpy(), options.gmm_components, params.seed)
+    write_json(MIXTURE, mixture_record(mixture))
     z = sample_mixture(mixture, params.evaluate.fd_samples, torch.Generator().manual_seed(params.seed))
     shown = params.generate.samples
     with torch.no_grad():

@@ -20,7 +20,8 @@ from vaepipe.markdown import unsafe_links
 
 pytestmark = pytest.mark.e2e
 
-STAGES = ["download", "normalize", "train", "classifier", "evaluate", "generate", "project", "latent"]
+STAGES = ["download", "normalize", "train", "classifier", "evaluate", "generate", "project", "latent", "export",
+          "explore"]
 PNGS = ["samples", "reconstructions", "morph", "projection", "kl_variance", "traversals", "manifold", "gmm_samples"]
 
 
@@ -72,7 +73,10 @@ def test_from_scratch_runs_give_identical_model_and_metrics(repo):
 
 def test_beta_2_reruns_only_train_and_after(repo):
     result = dvc(repo, "exp", "run", "-S", "beta=2")
-    assert sorted(ran(result.stdout)) == ["evaluate", "generate", "latent", "project", "train"]
+    assert sorted(ran(result.stdout)) == ["evaluate", "explore", "export", "generate", "latent", "project", "train"]
+    run = json.loads((repo / "explorer/run.json").read_text())  # this experiment's own explorer
+    assert run["params"]["beta"] == 2.0 and run["metrics"]["test.kl"] == json.loads(
+        (repo / "metrics/eval.json").read_text())["test"]["kl"]
 
 
 def test_rate_distortion_file_is_one_row_with_the_runs_beta(repo):
@@ -187,7 +191,7 @@ def test_shared_run_cache_restores_every_stage_in_a_fresh_clone(repo, tmp_path):
     assert ran(result.stdout) == [], result.stdout
     restored = re.findall(r"Stage '([^']+)' is cached - skipping run", result.stdout)
     pulled = re.findall(r"Pulling data for stage: '([^']+)'", result.stdout)
-    assert sorted(restored) == ["evaluate", "generate", "latent", "project", "train"], result.stdout
+    assert sorted(restored) == ["evaluate", "explore", "export", "generate", "latent", "project", "train"], result.stdout
     assert sorted(restored + pulled) == sorted(STAGES)
     for name in ("metrics/eval.json", "metrics/latent.json", "plots/training.csv", "plots/samples.png"):
         assert (clone / name).read_bytes() == (repo / name).read_bytes(), name
@@ -266,7 +270,10 @@ def test_kl_per_dim_adds_up_to_the_test_kl(repo):
 
 def test_ae_experiment_runs_end_to_end_without_a_bound(repo):
     result = dvc(repo, "exp", "run", "-S", "model=ae", "-S", "beta=1")
-    assert sorted(ran(result.stdout)) == ["evaluate", "generate", "latent", "project", "train"]
+    assert sorted(ran(result.stdout)) == ["evaluate", "explore", "export", "generate", "latent", "project", "train"]
+    run = json.loads((repo / "explorer/run.json").read_text())  # this experiment's own explorer
+    assert run["params"]["model"] == "ae" and run["metrics"]["test.kl"] == json.loads(
+        (repo / "metrics/eval.json").read_text())["test"]["kl"]
     metrics = json.loads((repo / "metrics/eval.json").read_text())
     assert "iw_nll" not in metrics["test"] and "fd" in metrics["samples"]
     assert metrics["test"]["loss"] == metrics["test"]["recon"]  # no KL term in an AE's loss

@@ -141,6 +141,13 @@ def sample_mixture(mixture, count: int, generator: torch.Generator) -> torch.Ten
     return (means[component] + (factors[component] @ eps).squeeze(-1)).float()
 
 
+def mixture_record(mixture) -> dict:
+    """The fitted mixture as plain numbers (weights, means, Cholesky factors of the
+    covariances): what the explorer's "sample the mixture" button draws from."""
+    factors = np.linalg.cholesky(mixture.covariances_)
+    return {"weights": mixture.weights_.tolist(), "means": mixture.means_.tolist(), "cholesky": factors.tolist()}
+
+
 def latent_needs(d: int, options, fd_samples: int, n_train: int) -> dict[str, float]:
     """Latent: its traversal and manifold figures, the fitted
     training images and their μ in float64, the mixture's per-component work on them

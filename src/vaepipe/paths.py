@@ -17,3 +17,6 @@ def normalized(split: str) -> Path:
 
 def snapshot(epoch: int) -> str:
     return f"epoch-{epoch:03d}.pt"
+ONNX = Path("models/onnx")
+MIXTURE = Path("models/mixture.json")
+EXPLORER = Path("explorer")

@@ -91,10 +91,10 @@ def unrestorable(remote: str | None = None) -> list[str]:
     from dvc.repo import Repo
 
     with Repo() as repo:
-        odb = repo.cloud.get_remote_odb(remote, "status")
         missing = []
         for key, value in own_entries(repo):
-            absent = [obj for obj in _objects(repo, [(key, value)]) if not odb.exists(obj.hash_info.value)]
+            status = repo.cloud.status(_objects(repo, [(key, value)]), remote=remote)
+            absent = status.missing | status.new  # on neither side, or only here
             if absent:
                 cmd = repo.stage_cache._load_cache(key, value)["cmd"]
                 missing.append(f"{cmd.split('/')[-1].removesuffix('.py')} ({key[:8]}): "

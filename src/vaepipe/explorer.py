@@ -1,0 +1,106 @@
+"""The explorer: a static page that runs the exported model in the browser.
+
+It reads the weights out of the ONNX files the export stage checked (so the page runs what
+was exported), and writes, beside the page, everything it shows: the run's params and
+headline metrics, the latent dimensions by KL, the map (the projection's last epoch), the
+map's test images and their μ, and the fitted mixture. The page's own decoder is about 60
+lines of JavaScript: four matrix products are all it needs, and it decodes in well under a
+millisecond where onnxruntime-web would add 10 MB of WebAssembly to every experiment's page.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from vaepipe.atomic import atomic_path
+from vaepipe.errors import UserError
+
+PAGE = Path(__file__).parent / "page"  # index.html and explorer.js, copied as they are
+ACTIVE = 0.01  # a dimension whose μ varies less than this over the test set is inactive (as test.active_units)
+
+
+def onnx_layers(path: Path) -> tuple[list[np.ndarray], dict[str, str]]:
+    """The weight and bias of each Gemm (linear layer) of an ONNX graph, in order, and its
+    metadata."""
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        graph = onnx.load(str(path))
+    except Exception as error:  # a protobuf decode error for a file that is not ONNX
+        raise UserError(f"{path}: not an ONNX file ({str(error)[:80]}); run `dvc repro export --force`") from None
+    tensors = {init.name: numpy_helper.to_array(init) for init in graph.graph.initializer}
+    layers = []
+    for node in graph.graph.node:
+        if node.op_type == "Gemm":
+            transposed = any(a.name == "transB" and a.i == 1 for a in node.attribute)
+            weight, bias = tensors[node.input[1]], tensors[node.input[2]]
+            layers += [weight if transposed else weight.T, bias]
+    return [np.ascontiguousarray(layer, dtype="<f4") for layer in layers], {p.key: p.value for p in graph.metadata_props}
+
+
+def map_points(projection_csv: Path, mu: np.ndarray) -> dict:
+    """The test means in 2-D at the projection's last epoch (or μ itself when d = 2)."""
+    rows = list(csv.DictReader(projection_csv.open()))
+    last = max(int(row["epoch"]) for row in rows)
+    rows = [row for row in rows if int(row["epoch"]) == last]
+    if mu.shape[1] == 2:
+        xy = mu[:len(rows)].tolist()
+    else:
+        xy = [[float(row["x"]), float(row["y"])] for row in rows]
+    return {"epoch": last, "xy": xy, "labels": [int(row["label"]) for row in rows]}
+
+
+def dimensions(kl_csv: Path, mu: np.ndarray) -> list[dict]:
+    """Every latent dimension, most KL first, with whether it is active."""
+    kl = {int(row["dim"]): float(row["kl"]) for row in csv.DictReader(kl_csv.open())}
+    spread = mu.var(axis=0)
+    dims = [{"dim": u, "kl": kl[u], "active": bool(spread[u] > ACTIVE)} for u in range(mu.shape[1])]
+    return sorted(dims, key=lambda row: -row["kl"])
+
+
+def build(out: Path, *, encoder: Path, decoder: Path, test_x, mu: np.ndarray, projection_csv: Path,
+          kl_csv: Path, mixture: dict, params: dict, metrics: dict) -> None:
+    """Write the page and its data to `out`, atomically."""
+    enc, meta = onnx_layers(encoder)
+    dec, _ = onnx_layers(decoder)
+    d = int(meta["d"])
+    if len(enc) != 4 or len(dec) != 4 or dec[0].shape != (d * d, d) or mu.shape[1] != d:
+        raise UserError(f"{encoder.parent}: the ONNX files do not hold this pipeline's model of d = {d}; "
+                        "run `dvc repro export --force`")
+    where = map_points(projection_csv, mu)
+    points = len(where["xy"])
+    images = np.rint(test_x[:points].numpy() * 255).astype(np.uint8)
+    run = {"d": d, "likelihood": meta["likelihood"], "variational": meta["variational"] == "True",
+           "params": params, "metrics": metrics, "dims": dimensions(kl_csv, mu), "map": where,
+           "points": points, "mixture": mixture,
+           "layers": {"encoder": [list(layer.shape) for layer in enc], "decoder": [list(layer.shape) for layer in dec]}}
+    with atomic_path(out, directory=True) as tmp:
+        for name in ("index.html", "explorer.js"):
+            (tmp / name).write_bytes((PAGE / name).read_bytes())
+        (tmp / "run.json").write_text(json.dumps(run, sort_keys=True, separators=(",", ":")))
+        (tmp / "weights.bin").write_bytes(b"".join(layer.tobytes() for layer in enc + dec))
+        (tmp / "images.bin").write_bytes(images.tobytes())
+        (tmp / "mu.bin").write_bytes(np.ascontiguousarray(mu[:points], dtype="<f4").tobytes())
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: cannot be read ({error.__class__.__name__}); run `dvc repro`") from None
+
+
+def flat(tree: dict, prefix: str = "") -> dict:
+    """{"test": {"loss": 1}} → {"test.loss": 1}: how dvc names params and metrics."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out

@@ -1,0 +1,249 @@
+// The latent-space explorer: the run's exported encoder and decoder, run in the page.
+// Everything is read from files beside this one (run.json, weights.bin, images.bin,
+// mu.bin); nothing is fetched from anywhere else. window.explorer is what the tests drive.
+"use strict";
+(() => {
+  const PIXELS = 784, SIDE = 28;
+  const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+  const ex = (window.explorer = { ready: null, z: null, drawn: new Float64Array(PIXELS), drawnMu: null });
+  const $ = (id) => document.getElementById(id);
+
+  // --- the model: y = W x + b with W stored [out, in], as the ONNX Gemm's B (transB = 1)
+  let run, layers, images, mus;
+
+  function linear([W, b], x, relu) {
+    const n = x.length, y = new Float64Array(b.length);
+    for (let o = 0; o < b.length; o++) {
+      let s = b[o];
+      for (let i = 0, row = o * n; i < n; i++) s += W[row + i] * x[i];
+      y[o] = relu && s < 0 ? 0 : s;
+    }
+    return y;
+  }
+
+  // the mean of p(x|z), as the figures draw it: sigmoid(l), or the continuous Bernoulli's
+  // 1/(1 − e^−l) − 1/l with its series near l = 0 (vaepipe.loss.decoded_mean)
+  function mean(l) {
+    if (run.likelihood !== "continuous-bernoulli") return 1 / (1 + Math.exp(-l));
+    if (Math.abs(l) < 0.5) return 0.5 + l / 12 - l ** 3 / 720 + l ** 5 / 30240;
+    return 1 / (1 - Math.exp(-l)) - 1 / l;
+  }
+
+  ex.decode = (z) => linear(layers.decoder[1], linear(layers.decoder[0], z, true), false).map(mean);
+  ex.encode = (x) => {
+    const out = linear(layers.encoder[1], linear(layers.encoder[0], x, true), false);
+    return { mu: out.slice(0, run.d), logvar: out.slice(run.d) };
+  };
+
+  // --- drawing digits: one grey value per pixel, as 0…255
+  function paint(canvas, pixels, x0 = 0, y0 = 0) {
+    const ctx = canvas.getContext("2d"), img = ctx.createImageData(SIDE, SIDE);
+    for (let i = 0; i < PIXELS; i++) {
+      const v = Math.round(Math.min(1, Math.max(0, pixels[i])) * 255);
+      img.data[4 * i] = img.data[4 * i + 1] = img.data[4 * i + 2] = v;
+      img.data[4 * i + 3] = 255;
+    }
+    ctx.putImageData(img, x0, y0);
+  }
+  const testImage = (i) => Float64Array.from(images.subarray(i * PIXELS, (i + 1) * PIXELS), (v) => v / 255);
+  const testMu = (i) => Float64Array.from(mus.subarray(i * run.d, (i + 1) * run.d));
+
+  // --- the current z, its sliders and its picture
+  const sliders = [];
+  function redraw() {
+    const start = performance.now();
+    paint($("out"), ex.decode(ex.z));
+    ex.lastDrawMs = performance.now() - start;
+  }
+  function setZ(z) {
+    ex.z = Float64Array.from(z);
+    for (const { dim, input, value } of sliders) {
+      input.value = ex.z[dim];
+      value.textContent = ex.z[dim].toFixed(2);
+    }
+    redraw();
+  }
+  function buildSliders() {
+    for (const { dim, kl, active } of run.dims) {
+      const label = document.createElement("label");
+      label.className = active ? "" : "inactive";
+      label.title = `KL ${kl.toFixed(3)} nats per image${active ? "" : " (inactive: its μ hardly varies)"}`;
+      label.innerHTML = `<span>z${dim} · ${kl.toFixed(2)}${active ? "" : " ∅"}</span>`;
+      const input = Object.assign(document.createElement("input"), { type: "range", min: -4, max: 4, step: 0.01, value: 0 });
+      input.dataset.dim = dim;
+      const value = document.createElement("span");
+      input.addEventListener("input", () => {
+        ex.z[dim] = Number(input.value);
+        value.textContent = ex.z[dim].toFixed(2);
+        redraw();
+      });
+      label.append(input, value);
+      $("sliders").append(label);
+      sliders.push({ dim, input, value });
+    }
+  }
+
+  // --- the map
+  let toCanvas;
+  function drawMap(marked = []) {
+    const canvas = $("map"), ctx = canvas.getContext("2d"), xy = run.map.xy;
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    xy.forEach(([x, y], i) => {
+      const [cx, cy] = toCanvas(x, y);
+      ctx.fillStyle = COLORS[run.map.labels[i] % 10];
+      ctx.fillRect(cx - 2, cy - 2, 4, 4);
+    });
+    if (marked.length) {
+      ctx.strokeStyle = "#000";
+      ctx.lineWidth = 2;
+      let sx = 0, sy = 0;
+      for (const i of marked) {
+        const [cx, cy] = toCanvas(...xy[i]);
+        sx += cx / marked.length;
+        sy += cy / marked.length;
+        ctx.beginPath(); ctx.arc(cx, cy, 6, 0, 2 * Math.PI); ctx.stroke();
+      }
+      ctx.beginPath(); ctx.moveTo(sx - 10, sy); ctx.lineTo(sx + 10, sy); ctx.moveTo(sx, sy - 10); ctx.lineTo(sx, sy + 10); ctx.stroke();
+    }
+  }
+  function setUpMap() {
+    const xs = run.map.xy.map((p) => p[0]), ys = run.map.xy.map((p) => p[1]);
+    const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+    const size = $("map").width, pad = 10, scale = (size - 2 * pad) / Math.max(x1 - x0, y1 - y0, 1e-9);
+    toCanvas = (x, y) => [pad + (x - x0) * scale, size - pad - (y - y0) * scale];
+    ex.pointPosition = (i) => toCanvas(...run.map.xy[i]);  // canvas pixels, for the tests
+    $("mapkind").textContent = run.d === 2 ? "(μ itself: d = 2)" : `(${run.params["project.method"] ?? "projection"} of epoch ${run.map.epoch})`;
+    $("legend").innerHTML = COLORS.map((c, k) => `<span style="background:${c}"></span>${k}`).join("");
+    const nearest = (event) => {
+      const rect = $("map").getBoundingClientRect();
+      const mx = ((event.clientX - rect.left) * $("map").width) / rect.width, my = ((event.clientY - rect.top) * $("map").height) / rect.height;
+      let best = -1, bestDist = 64;
+      run.map.xy.forEach((p, i) => {
+        const [cx, cy] = toCanvas(...p), dist = (cx - mx) ** 2 + (cy - my) ** 2;
+        if (dist < bestDist) [best, bestDist] = [i, dist];
+      });
+      return best;
+    };
+    const show = (i) => {
+      paint($("picked"), testImage(i));
+      paint($("pickedRecon"), ex.decode(testMu(i)));
+      $("pickedLabel").textContent = `test image ${i}, label ${run.map.labels[i]}`;
+      ex.picked = i;
+    };
+    $("map").addEventListener("mousemove", (event) => { const i = nearest(event); if (i >= 0) show(i); });
+    $("map").addEventListener("click", (event) => {
+      const i = nearest(event);
+      if (i >= 0) { show(i); setZ(testMu(i)); }
+    });
+    drawMap();
+  }
+
+  // --- draw a digit: a soft round brush on the 28 × 28 grid
+  function setUpDrawing() {
+    const canvas = $("draw");
+    let down = false;
+    const brush = (event) => {
+      const rect = canvas.getBoundingClientRect();
+      const fx = ((event.clientX - rect.left) / rect.width) * SIDE - 0.5, fy = ((event.clientY - rect.top) / rect.height) * SIDE - 0.5;
+      for (let y = Math.floor(fy - 2); y <= Math.ceil(fy + 2); y++)
+        for (let x = Math.floor(fx - 2); x <= Math.ceil(fx + 2); x++) {
+          if (x < 0 || y < 0 || x >= SIDE || y >= SIDE) continue;
+          const ink = Math.min(1, Math.max(0, 1.6 - Math.hypot(x - fx, y - fy)));
+          ex.drawn[y * SIDE + x] = Math.max(ex.drawn[y * SIDE + x], ink);
+        }
+      paint(canvas, ex.drawn);
+    };
+    const encodeDrawn = () => {
+      const { mu } = ex.encode(ex.drawn);
+      ex.drawnMu = mu;
+      setZ(mu);
+      const dist = run.map.xy.map((_, i) => { let s = 0; for (let u = 0; u < run.d; u++) s += (mus[i * run.d + u] - mu[u]) ** 2; return [s, i]; });
+      ex.nearest = dist.sort((a, b) => a[0] - b[0]).slice(0, 5).map((p) => p[1]);
+      drawMap(ex.nearest);
+      $("drawnNote").textContent = `nearest test means: labels ${ex.nearest.map((i) => run.map.labels[i]).join(", ")}`;
+    };
+    canvas.addEventListener("pointerdown", (event) => { down = true; canvas.setPointerCapture(event.pointerId); brush(event); });
+    canvas.addEventListener("pointermove", (event) => { if (down) brush(event); });
+    canvas.addEventListener("pointerup", () => { if (down) { down = false; encodeDrawn(); } });
+    $("clear").addEventListener("click", () => { ex.drawn.fill(0); paint(canvas, ex.drawn); drawMap(); });
+    paint(canvas, ex.drawn);
+  }
+
+  // --- morph between two codes, and samples of the prior and of the fitted mixture
+  let seed = 1;
+  function uniform() {  // mulberry32: a seeded generator, so a page shows the same samples each time
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  const normal = () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
+  function priorCode() { return Float64Array.from({ length: run.d }, normal); }
+  function mixtureCode() {
+    const { weights, means, cholesky } = run.mixture;
+    let u = uniform(), k = 0;
+    while (k < weights.length - 1 && (u -= weights[k]) > 0) k++;
+    const eps = priorCode();
+    return Float64Array.from(means[k], (m, i) => m + cholesky[k][i].reduce((s, l, j) => s + l * eps[j], 0));
+  }
+  function showSamples(draw) {
+    const codes = Array.from({ length: 8 }, draw);
+    codes.forEach((z, n) => paint($("samples"), ex.decode(z), (n % 4) * SIDE, Math.floor(n / 4) * SIDE));
+    setZ(codes[0]);
+    ex.samples = codes;
+  }
+  let codeA, codeB;
+  function drawMorph() {
+    for (let s = 0; s < 10; s++) {
+      const t = s / 9;
+      paint($("morph"), ex.decode(codeA.map((a, u) => (1 - t) * a + t * codeB[u])), s * SIDE, 0);
+    }
+  }
+  function setUpMorph() {
+    const first = (label) => Math.max(0, run.map.labels.indexOf(label));
+    codeA = testMu(first(3));
+    codeB = testMu(first(8));
+    $("setA").addEventListener("click", () => { codeA = Float64Array.from(ex.z); drawMorph(); });
+    $("setB").addEventListener("click", () => { codeB = Float64Array.from(ex.z); drawMorph(); });
+    $("t").addEventListener("input", () => { const t = Number($("t").value); setZ(codeA.map((a, u) => (1 - t) * a + t * codeB[u])); });
+    drawMorph();
+  }
+
+  function describeRun() {
+    const p = run.params, m = run.metrics;
+    const number = (v) => (typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(2)) : String(v));
+    const params = Object.entries(p).map(([k, v]) => `${k}=${number(v)}`).join(" · ");
+    const metrics = Object.entries(m).map(([k, v]) => `${k} <b>${number(v)}</b>`).join(" · ");
+    $("run").innerHTML = `<div>run: <b>${params.replace(/[<>&]/g, "")}</b></div><div>${metrics}</div>`;
+    document.title = `explorer · β=${p.beta} d=${p.d} ${p.model}`;
+  }
+
+  ex.ready = (async () => {
+    const fetchOk = async (name) => { const r = await fetch(name); if (!r.ok) throw new Error(`${name}: HTTP ${r.status}`); return r; };
+    const [runFile, weightFile, imageFile, muFile] = await Promise.all(["run.json", "weights.bin", "images.bin", "mu.bin"].map(fetchOk));
+    run = await runFile.json();
+    const weights = new Float32Array(await weightFile.arrayBuffer());
+    images = new Uint8Array(await imageFile.arrayBuffer());
+    mus = new Float32Array(await muFile.arrayBuffer());
+    let offset = 0;
+    const take = (shape) => { const n = shape.reduce((a, b) => a * b, 1), t = weights.subarray(offset, offset + n); offset += n; return t; };
+    layers = {};
+    for (const part of ["encoder", "decoder"]) {
+      const shapes = run.layers[part];
+      const t = shapes.map(take);
+      layers[part] = [[t[0], t[1]], [t[2], t[3]]];
+    }
+    ex.run = run;
+    describeRun();
+    buildSliders();
+    setUpMap();
+    setUpDrawing();
+    setUpMorph();
+    $("zero").addEventListener("click", () => setZ(new Float64Array(run.d)));
+    $("prior").addEventListener("click", () => showSamples(priorCode));
+    $("mixture").addEventListener("click", () => showSamples(mixtureCode));
+    setZ(new Float64Array(run.d));
+    ex.readyMs = performance.now();
+    return true;
+  })().catch((error) => { $("status").textContent = `could not load the explorer's data: ${error.message}`; throw error; });
+})();

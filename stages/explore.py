@@ -1,0 +1,36 @@
+"""Stage explore: explorer/, a static page that runs this run's model in the browser
+(`make explore` serves it on 127.0.0.1)."""
+
+import dataclasses
+
+from vaepipe.cli import require, run_stage
+from vaepipe.data import load_split
+from vaepipe.explorer import build, flat, read_json
+from vaepipe.paths import EXPLORER, METRICS, MIXTURE, ONNX, PLOTS, SNAPSHOTS, normalized
+from vaepipe.snapshots import last_epoch, load_snapshot
+
+SHOWN_PARAMS = ("seed", "d", "beta", "epochs", "model", "data", "train")
+NOT_SHOWN = ("data.mirror", "data.timeout", "train.device")  # where it ran, not what it is
+SHOWN_METRICS = ("test.loss", "test.recon", "test.kl", "test.iw_nll", "test.likelihood", "test.active_units",
+                 "samples.fd", "samples_gmm.fd", "train.loss")
+
+
+def main(params):
+    folder = require(SNAPSHOTS, "train")
+    mu = load_snapshot(folder, last_epoch(folder))["mu"].numpy()
+    test_x = load_split(require(normalized("test"), "normalize"))[0]
+    values = dataclasses.asdict(params)
+    metrics = {}
+    for name in ("train", "eval", "latent"):
+        metrics.update(flat(read_json(require(METRICS / f"{name}.json", "evaluate"))))
+    build(EXPLORER, encoder=require(ONNX / "encoder.onnx", "export"), decoder=require(ONNX / "decoder.onnx", "export"),
+          test_x=test_x, mu=mu, projection_csv=require(PLOTS / "projection.csv", "project"),
+          kl_csv=require(PLOTS / "kl_per_dim.csv", "evaluate"), mixture=read_json(require(MIXTURE, "latent")),
+          params={key: value for key, value in flat({key: values[key] for key in SHOWN_PARAMS}).items()
+                  if key not in NOT_SHOWN},
+          metrics={key: metrics[key] for key in SHOWN_METRICS if key in metrics})
+    print(f"wrote {EXPLORER}/: `make explore` serves it on 127.0.0.1")
+
+
+if __name__ == "__main__":
+    run_stage(main)

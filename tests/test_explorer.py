@@ -1,0 +1,225 @@
+"""The explorer in a real browser: Debian's Chromium, driven by Playwright's Python package
+(no browser download), on the page the explore stage wrote for a real run, served from
+127.0.0.1. The page must do what torch does: every decoded pixel within 1/255, the drawn
+digit's μ within 1e-4. Also: the ONNX check fails on a tampered file, and the model loads
+with `vaepipe.api.load`, also from a second clone through `dvc artifacts get`."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import BIN, Mirror, dvc, git, make_repo, stage_env, write_dataset
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    mirror = Mirror(write_dataset(tmp_path_factory.mktemp("mirror")))
+    folder = make_repo(tmp_path_factory.mktemp("repo"), mirror.url, d=6)
+    dvc(folder, "repro", "explore")
+    yield folder
+    mirror.close()
+
+
+@pytest.fixture(scope="module")
+def served(repo):
+    handler = functools.partial(QuietHandler, directory=str(repo / "explorer"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield Served(f"http://127.0.0.1:{server.server_address[1]}/", repo / "explorer")
+    server.shutdown()
+
+
+class Served(str):
+    def __new__(cls, url: str, folder: Path):
+        served = super().__new__(cls, url)
+        served.folder = folder
+        return served
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, served):
+    page = browser.new_page(viewport={"width": 1500, "height": 900})
+    page.requests, page.errors = [], []
+    page.on("request", lambda request: page.requests.append(request.url))
+    page.on("console", lambda message: page.errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.explorer_folder = Path(served.folder)
+    page.goto(served)
+    page.evaluate("explorer.ready")
+    yield page
+    page.close()
+
+
+def torch_model(repo):
+    from vaepipe.api import load
+    return load(repo / "models/model.pt")
+
+
+def canvas_grey(page, canvas_id: str, x0: int = 0, width: int = 28) -> np.ndarray:
+    data = page.evaluate(f"""Array.from(document.getElementById('{canvas_id}').getContext('2d')
+                            .getImageData({x0}, 0, {width}, 28).data)""")
+    return np.array(data, dtype=np.float64).reshape(28, width, 4)[:, :, 0]
+
+
+def served_folder(page) -> Path:
+    return page.explorer_folder
+
+
+def test_page_loads_without_errors_or_outside_requests(page, served):
+    assert page.errors == []
+    assert page.requests and all(url.startswith(served) for url in page.requests), page.requests
+    ready = page.evaluate("explorer.readyMs")
+    print(f"\npage ready {ready:.0f} ms after navigation (a local server)")
+    text = page.inner_text("#run")
+    run = page.evaluate("explorer.run")
+    assert run == json.loads((served_folder(page) / "run.json").read_text())
+    assert "beta=" in text and "test.loss" in text and f"d={run['d']}" in text
+    assert f"{run['metrics']['test.loss']:.2f}" in text
+
+
+def test_sliders_are_sorted_by_kl_and_decode_what_torch_decodes(page, repo):
+    run = page.evaluate("explorer.run")
+    kls = [dim["kl"] for dim in run["dims"]]
+    assert kls == sorted(kls, reverse=True) and len(kls) == run["d"]
+    order = page.eval_on_selector_all("#sliders input", "inputs => inputs.map(i => Number(i.dataset.dim))")
+    assert order == [dim["dim"] for dim in run["dims"]]
+    model = torch_model(repo)
+    times = []
+    for step, value in enumerate(["1.5", "-2.25", "0.8"]):
+        slider = page.locator("#sliders input").nth(step)
+        slider.fill(value)
+        z = np.array(page.evaluate("Array.from(explorer.z)"))
+        assert z[order[step]] == float(value)
+        expected = model.decode(torch.tensor(z, dtype=torch.float32)).numpy().reshape(28, 28) * 255
+        assert np.abs(canvas_grey(page, "out") - expected).max() <= 1.0  # every pixel within 1/255
+    times = page.evaluate("""() => {
+        const input = document.querySelector('#sliders input'), times = [];
+        for (let k = 0; k < 200; k++) {
+            const start = performance.now();
+            input.value = String(-3 + 6 * k / 199);
+            input.dispatchEvent(new Event('input'));
+            times.push(performance.now() - start);
+        }
+        return times; }""")
+    print(f"\none slider move (decode + redraw): median {statistics.median(times):.3f} ms, "
+          f"95th percentile {sorted(times)[189]:.3f} ms over 200 moves")
+
+
+def test_a_drawn_digit_is_encoded_as_torch_encodes_it(page, repo):
+    box = page.locator("#draw").bounding_box()
+    page.mouse.move(box["x"] + 0.3 * box["width"], box["y"] + 0.2 * box["height"])
+    page.mouse.down()
+    for k in range(1, 21):
+        page.mouse.move(box["x"] + (0.3 + 0.02 * k) * box["width"], box["y"] + (0.2 + 0.03 * k) * box["height"])
+    page.mouse.up()
+    drawn = np.array(page.evaluate("Array.from(explorer.drawn)"))
+    assert drawn.sum() > 10  # the stroke left ink
+    mu_page = np.array(page.evaluate("Array.from(explorer.drawnMu)"))
+    mu_torch = torch_model(repo).encode(torch.tensor(drawn, dtype=torch.float32))[0].numpy()[0]
+    assert np.abs(mu_page - mu_torch).max() <= 1e-4
+    assert np.array_equal(np.array(page.evaluate("Array.from(explorer.z)")), mu_page)  # the sliders hold it
+    assert len(page.evaluate("explorer.nearest")) == 5
+
+
+def test_clicking_a_map_point_shows_that_test_image(page, repo):
+    index = 7
+    x, y = page.evaluate(f"explorer.pointPosition({index})")
+    box = page.locator("#map").bounding_box()
+    page.mouse.click(box["x"] + x * box["width"] / 460, box["y"] + y * box["height"] / 460)
+    picked = page.evaluate("explorer.picked")
+    images = np.frombuffer((repo / "explorer/images.bin").read_bytes(), dtype=np.uint8).reshape(-1, 28, 28)
+    assert np.array_equal(canvas_grey(page, "picked"), images[picked].astype(np.float64))
+    mus = np.frombuffer((repo / "explorer/mu.bin").read_bytes(), dtype="<f4").reshape(len(images), -1)
+    assert np.allclose(np.array(page.evaluate("Array.from(explorer.z)")), mus[picked])
+    assert picked == index or np.hypot(*(np.array(page.evaluate(f"explorer.pointPosition({picked})")) - (x, y))) < 8
+
+
+def test_morph_and_both_sample_buttons_draw(page):
+    assert canvas_grey(page, "morph", 0, 280).std() > 0
+    before = page.evaluate("Array.from(explorer.z)")
+    for button in ("#prior", "#mixture"):
+        page.click(button)
+        samples = canvas_grey(page, "samples", 0, 112)
+        assert samples.std() > 0
+        assert page.evaluate("Array.from(explorer.z)") != before
+        before = page.evaluate("Array.from(explorer.z)")
+    page.click("#setA")
+    page.click("#prior")
+    page.click("#setB")
+    page.locator("#t").fill("0.5")
+    assert canvas_grey(page, "morph", 0, 280).std() > 0
+    assert page.errors == []
+    shot = os.environ.get("VAEPIPE_SCREENSHOT")
+    if shot:  # README's picture: VAEPIPE_SCREENSHOT=docs/explorer.png pytest tests/test_explorer.py
+        page.screenshot(path=shot, full_page=True)
+
+
+def test_tampered_onnx_fails_the_check_in_one_line(repo, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    copy = tmp_path / "repo"
+    shutil.copytree(repo, copy, ignore=shutil.ignore_patterns(".dvc"))
+    decoder = onnx.load(str(copy / "models/onnx/decoder.onnx"))
+    first = decoder.graph.initializer[0]
+    first.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(first) * 1.01, first.name))
+    onnx.save(decoder, str(copy / "models/onnx/decoder.onnx"))
+    script = ("import sys; from vaepipe.export import check_files; from vaepipe.model import load_model\n"
+              "from vaepipe.cli import run_stage\n"
+              "run_stage(lambda params: check_files(load_model('models/model.pt')[0], 'models/onnx'))")
+    result = subprocess.run([str(BIN / "python"), "-c", script], cwd=copy, env=stage_env(), capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: decoder.onnx: differs from the PyTorch model") and result.stderr.count("\n") == 1
+
+
+def test_the_model_loads_from_a_second_clone_with_dvc_artifacts_get(repo, tmp_path):
+    remote, bare = tmp_path / "dvc-remote", tmp_path / "origin.git"
+    dvc(repo, "remote", "add", "-d", "-f", "team", str(remote))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "a run with its explorer")
+    git(repo, "tag", "-a", "vae@v1.0.0", "-m", "Registering artifact vae version v1.0.0")  # GTO's version tag
+    dvc(repo, "push")
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(bare))
+    out = tmp_path / "elsewhere"
+    out.mkdir()
+    dvc(out, "artifacts", "get", str(bare), "vae", "-o", "vae.pt")  # the newest version
+    dvc(out, "get", str(bare), "models/model.pt", "-o", "by-path.pt")  # any revision, by path
+    from vaepipe.api import load
+    vae, original = load(out / "vae.pt"), torch_model(repo)
+    assert (out / "vae.pt").read_bytes() == (repo / "models/model.pt").read_bytes() == (out / "by-path.pt").read_bytes()
+    x = torch.rand(5, 784, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(vae.encode(x)[0], original.encode(x)[0])
+    assert torch.equal(vae.sample(4, seed=3), original.sample(4, seed=3)) and vae.sample(4, seed=3).shape == (4, 784)
