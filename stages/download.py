@@ -6,7 +6,9 @@ from vaepipe.paths import RAW
 
 
 def main(params):
-    download(params.data.dataset, params.data.mirror, RAW, params.data.timeout)
+    data = params.data
+    download(data.dataset, data.mirror, RAW, data.timeout, deadline=data.deadline, verify=data.verify,
+             sha256=data.sha256)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -73,13 +75,78 @@ def test_failing_mirror_falls_through_to_the_next(tmp_path, workdir, serve, stat
     assert set(FILES) <= set(broken.requests) and set(FILES) <= set(good.requests)
 
 
-def test_local_folder_mirror_without_md5sums_says_so(tmp_path, workdir):
+def test_custom_data_without_checksums_fails_closed(tmp_path, workdir):
     folder = write_dataset(tmp_path / "mirror", md5sums=False)
     set_params(workdir, data__dataset="custom", data__mirror=str(folder))
     result = run_stage("download", workdir)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: custom data cannot be verified") and "data.verify: false" in result.stderr
+    assert no_leftovers(workdir)
+
+
+def test_unverified_custom_data_only_when_asked_for_and_said(tmp_path, workdir):
+    folder = write_dataset(tmp_path / "mirror", md5sums=False)
+    set_params(workdir, data__dataset="custom", data__mirror=str(folder), data__verify=False)
+    result = run_stage("download", workdir)
     assert result.returncode == 0, result.stderr
-    assert "no MD5SUMS" in result.stderr and "not checksum-verified" in result.stderr
+    assert "data.verify is false" in result.stderr and "not checksum-verified" in result.stderr
     assert raw_files(workdir) == sorted(FILES)
+
+
+def test_an_md5sums_the_mirror_fails_to_serve_is_not_skipped(tmp_path, workdir, serve):
+    """A 500 for MD5SUMS is not "no MD5SUMS": the files are not used unverified."""
+    mirror = serve(write_dataset(tmp_path / "mirror"), {"MD5SUMS": 500})
+    set_params(workdir, data__dataset="custom", data__mirror=mirror.url)
+    result = run_stage("download", workdir)
+    assert result.returncode == 1 and "HTTP 500" in result.stderr and result.stderr.count("\n") == 1
+    assert no_leftovers(workdir)
+
+
+def test_non_utf8_md5sums_is_one_line(tmp_path, workdir):
+    folder = write_dataset(tmp_path / "mirror")
+    (folder / "MD5SUMS").write_bytes(b"\xff\xfe\x00 not text")
+    set_params(workdir, data__dataset="custom", data__mirror=str(folder))
+    result = run_stage("download", workdir)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "not UTF-8" in result.stderr
+
+
+def test_pinned_sha256_is_checked_instead_of_md5sums(tmp_path, workdir, serve):
+    folder = write_dataset(tmp_path / "mirror", md5sums=False)
+    pins = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in FILES}
+    mirror = serve(folder)
+    set_params(workdir, data__dataset="custom", data__mirror=mirror.url, data__sha256=pins)
+    result = run_stage("download", workdir)
+    assert result.returncode == 0, result.stderr
+    assert "MD5SUMS" not in mirror.requests
+    pins["t10k-images-idx3-ubyte.gz"] = "0" * 64
+    set_params(workdir, data__sha256=pins)
+    shutil.rmtree(workdir / "data")
+    result = run_stage("download", workdir)
+    assert result.returncode == 1 and "SHA-256" in result.stderr and "pinned" in result.stderr
+    assert no_leftovers(workdir)
+
+
+def test_a_file_longer_than_it_can_be_is_cut_off(tmp_path, workdir, serve):
+    """An official file is never longer than 60 000 images; a mirror serving more is cut off
+    at that size, and the download says so in one line."""
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(os.urandom(48 * 1024 * 1024))
+    mirror = serve(folder)
+    set_params(workdir, data__dataset="mnist", data__mirror=mirror.url)
+    result = run_stage("download", workdir)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "bytes it can hold" in result.stderr, result.stderr
+    assert no_leftovers(workdir)
+
+
+def test_the_download_stops_at_its_deadline(tmp_path, workdir, serve):
+    mirror = serve(write_dataset(tmp_path / "mirror"), {"*": "slow"})
+    set_params(workdir, data__dataset="custom", data__mirror=[mirror.url, mirror.url], data__deadline=1,
+               data__timeout=30)
+    result = run_stage("download", workdir)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "data.deadline" in result.stderr, result.stderr
 
 
 def test_no_mirror_answering_gives_one_line(workdir):

@@ -161,7 +161,7 @@ def test_hostile_custom_file_is_refused_while_streaming(case, tmp_path):
     write_gz(mirror / "train-images-idx3-ubyte.gz", header, zeros(100 * 784 + extra))
     server = Mirror(mirror)
     try:
-        set_params(folder, data__dataset="custom", data__mirror=server.url)
+        set_params(folder, data__dataset="custom", data__mirror=server.url, data__verify=False)
         result, peak = run_measured("download", folder)
     finally:
         server.close()

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import http.client
 import sys
+import time
 import urllib.error
 import urllib.request
 import zlib
@@ -16,6 +17,7 @@ from vaepipe.atomic import DISK_FULL, atomic_path
 from vaepipe.layout import FILES, PIXELS
 from vaepipe.errors import UserError
 from vaepipe.idx import check_idx
+from vaepipe.resources import available_memory
 
 
 @dataclass(frozen=True)
@@ -23,11 +25,29 @@ class Checksum:
     """torchvision's MD5 of the .gz, and the published MD5 of the IDX bytes inside it.
 
     A file passes when either matches: a mirror that recompressed the files (Debian's
-    fashion-mnist package did) still serves the same images, but never other bytes.
+    fashion-mnist package did) still serves the same images, but never other bytes. A
+    custom file pinned in params.yaml (`data.sha256`) passes only on its SHA-256.
     """
 
     gz: str
     idx: str
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How long and how much: `timeout` seconds without an answer, a `deadline` (monotonic
+    clock) for the whole download, and at most `max_bytes` per file."""
+
+    timeout: float
+    deadline: float
+    max_bytes: int
+
+    def remaining(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise FetchError("the download ran past data.deadline")
+        return min(self.timeout, left)
 
 
 DATASETS = {
@@ -62,6 +82,8 @@ DATASETS = {
 MD5SUMS = "MD5SUMS"
 CHUNK = 1 << 20
 LARGEST_IDX = 60000 * PIXELS + 16  # the official training images: no official file is longer
+# a .gz of the official files is never longer than what it holds plus gzip's few bytes a block
+LARGEST_OFFICIAL_GZ = LARGEST_IDX + LARGEST_IDX // 100 + (1 << 16)
 
 
 class FetchError(Exception):
@@ -78,11 +100,11 @@ def _is_url(location: str) -> bool:
     return location.startswith(("http://", "https://"))
 
 
-def _open(location: str, name: str, timeout: float):
+def _open(location: str, name: str, limits: Limits):
     """A readable stream of `name` at a mirror (URL or folder), or FetchError."""
     try:
         if _is_url(location):
-            return urllib.request.urlopen(location.rstrip("/") + "/" + name, timeout=timeout)
+            return urllib.request.urlopen(location.rstrip("/") + "/" + name, timeout=limits.remaining())
         return open(Path(location).expanduser() / name, "rb")
     except urllib.error.HTTPError as error:
         raise FetchError(f"HTTP {error.code}") from None
@@ -92,23 +114,31 @@ def _open(location: str, name: str, timeout: float):
         raise FetchError(getattr(error, "strerror", None) or str(error) or type(error).__name__) from None
 
 
-def _copy_with_md5(stream, target: Path) -> str:
-    md5 = hashlib.md5()
+def _copy_with_hashes(stream, target: Path, limits: Limits) -> tuple[str, str]:
+    """Copy a stream to `target`; its MD5 and SHA-256. A file longer than `max_bytes`, or
+    one still arriving at the deadline, is cut off."""
+    md5, sha256 = hashlib.md5(), hashlib.sha256()
     try:
         with stream, open(target, "wb") as out:
             expected = getattr(stream, "length", None)  # HTTP Content-Length, when sent
+            if expected is not None and expected > limits.max_bytes:
+                raise FetchError(f"{expected} bytes announced, more than the {limits.max_bytes} bytes it can hold")
             written = 0
             while chunk := stream.read(CHUNK):
                 md5.update(chunk)
+                sha256.update(chunk)
                 out.write(chunk)
                 written += len(chunk)
+                if written > limits.max_bytes:
+                    raise FetchError(f"more than the {limits.max_bytes} bytes it can hold")
+                limits.remaining()
     except (OSError, http.client.HTTPException) as error:  # a cut connection, a read timeout
         if getattr(error, "errno", None) in DISK_FULL:  # not the mirror's fault: no other will do
             raise
         raise FetchError(f"transfer failed ({error})") from None
     if expected is not None and written < expected:  # http.client reports 0 left when cut short
         raise FetchError(f"truncated: {written} bytes of {expected}")
-    return md5.hexdigest()
+    return md5.hexdigest(), sha256.hexdigest()
 
 
 def idx_md5(path: Path) -> str | None:
@@ -127,13 +157,22 @@ def idx_md5(path: Path) -> str | None:
     return md5.hexdigest()
 
 
-def read_md5sums(location: str, timeout: float) -> dict[str, str] | None:
-    """The `MD5SUMS` file beside a custom data set (md5sum's format), or None."""
+def read_md5sums(location: str, limits: Limits) -> dict[str, str] | None:
+    """The `MD5SUMS` file beside a custom data set (md5sum's format); None when the mirror
+    has none (404 or no such file); FetchError when it could not answer."""
     try:
-        with _open(location, MD5SUMS, timeout) as stream:
-            text = stream.read().decode()
-    except FetchError:
-        return None
+        with _open(location, MD5SUMS, limits) as stream:
+            data = stream.read(1 << 16)
+    except FetchError as error:
+        if str(error) in ("HTTP 404", "No such file or directory"):
+            return None
+        raise
+    except (OSError, http.client.HTTPException) as error:
+        raise FetchError(f"{MD5SUMS}: transfer failed ({error})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{location}/{MD5SUMS} is not UTF-8 text: write it as md5sum prints it") from None
     sums = {}
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
@@ -145,30 +184,50 @@ def read_md5sums(location: str, timeout: float) -> dict[str, str] | None:
     return sums
 
 
-def expected_checksums(dataset: str, mirrors: list[str], timeout: float) -> dict[str, Checksum | None]:
+UNVERIFIED = ("set data.sha256 in params.yaml to the files' SHA-256 (sha256sum prints them), put an "
+              f"{MD5SUMS} beside them, or set data.verify: false to use unverified files")
+
+
+def expected_checksums(dataset: str, mirrors: list[str], limits: Limits, *, verify: bool = True,
+                       sha256: dict[str, str] | None = None) -> dict[str, Checksum | None]:
+    """What each file must hash to. Custom data fails closed: with neither pinned SHA-256s
+    nor an MD5SUMS the download stops, unless `verify` is false."""
     if dataset != "custom":
         return DATASETS[dataset]["files"]
+    if sha256:
+        return {name: Checksum("", "", sha256[name].lower()) for name in FILES}
+    failures = []
     for location in mirrors:
-        sums = read_md5sums(location, timeout)
+        try:
+            sums = read_md5sums(location, limits)
+        except FetchError as error:
+            failures.append(f"{location}: {error}")
+            continue
         if sums is not None:
             missing = [name for name in FILES if name not in sums]
             if missing:
                 raise UserError(f"{location}/{MD5SUMS} lists no checksum for {', '.join(missing)}: "
                                 "add a line `<md5>  <file>` for each of the four files")
             return {name: Checksum(sums[name], sums[name]) for name in FILES}
-    print(f"note: no {MD5SUMS} beside the custom data set at {', '.join(mirrors)}; "
-          "its files are not checksum-verified", file=sys.stderr)
+        failures.append(f"{location}: no {MD5SUMS}")
+    if verify:
+        raise UserError(f"custom data cannot be verified ({'; '.join(failures)}): {UNVERIFIED}")
+    print(f"note: data.verify is false: the custom data set at {', '.join(mirrors)} is not "
+          "checksum-verified", file=sys.stderr)
     return {name: None for name in FILES}
 
 
 def fetch_file(name: str, mirrors: list[str], checksum: Checksum | None, target: Path,
-               timeout: float) -> None:
+               limits: Limits) -> None:
     """Fetch `name` from the first mirror that serves the right bytes into `target`."""
     failures = []
     for location in mirrors:
         try:
-            gz_md5 = _copy_with_md5(_open(location, name, timeout), target)
-            if checksum is not None and gz_md5 != checksum.gz and idx_md5(target) != checksum.idx:
+            gz_md5, gz_sha256 = _copy_with_hashes(_open(location, name, limits), target, limits)
+            if checksum is not None and checksum.sha256 is not None:
+                if gz_sha256 != checksum.sha256:
+                    raise FetchError(f"checksum mismatch (SHA-256 {gz_sha256}, pinned {checksum.sha256})")
+            elif checksum is not None and gz_md5 != checksum.gz and idx_md5(target) != checksum.idx:
                 raise FetchError(f"checksum mismatch (MD5 {gz_md5}, expected {checksum.gz})")
             return
         except FetchError as error:
@@ -178,15 +237,17 @@ def fetch_file(name: str, mirrors: list[str], checksum: Checksum | None, target:
                     "set data.mirror in params.yaml to a folder or URL holding the four .gz files")
 
 
-def download(dataset: str, mirror: str | list[str] | None, raw_dir: Path, timeout: float) -> None:
+def download(dataset: str, mirror: str | list[str] | None, raw_dir: Path, timeout: float, *,
+             deadline: float = 3600, verify: bool = True, sha256: dict[str, str] | None = None) -> None:
     """Fetch and verify the four IDX files into `raw_dir`, all or nothing."""
     mirrors = mirrors_for(dataset, mirror)
-    checksums = expected_checksums(dataset, mirrors, timeout)
+    # an official file's size is known; a custom one must at least fit in memory to be used
+    largest = LARGEST_OFFICIAL_GZ if dataset != "custom" else available_memory()
+    limits = Limits(timeout, time.monotonic() + deadline, largest)
+    checksums = expected_checksums(dataset, mirrors, limits, verify=verify, sha256=sha256)
     with atomic_path(raw_dir, directory=True) as tmp:
         for name in FILES:
-            fetch_file(name, mirrors, checksums[name], tmp / name, timeout)
+            fetch_file(name, mirrors, checksums[name], tmp / name, limits)
             if dataset == "custom":  # the official files are vouched for by their checksums
                 check_idx(tmp / name)
             print(f"fetched {name}", file=sys.stderr)
-
-

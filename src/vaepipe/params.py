@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from vaepipe.errors import ParamsError
+from vaepipe.layout import FILES
 
 PARAMS_FILE = "params.yaml"
 MAX_IW_SAMPLES = 100_000  # papers use k ≤ 5000; far beyond, the bound would run for days
@@ -71,6 +72,9 @@ class Data:
     # null = the official mirrors; else a URL or folder, or a list of them tried in turn
     mirror: str | list[str] | None
     timeout: float = number(above=0)
+    deadline: float = number(above=0)  # seconds for the whole download, every mirror tried
+    verify: bool  # custom data: false uses files with no checksum (never the default)
+    sha256: dict[str, str] | None  # custom data: each file's SHA-256, pinned here
     binarize: str = one_of("none", "dynamic", "static")
 
 
@@ -167,10 +171,21 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         raise ParamsError(f"{path} is not valid YAML{where}: fix its syntax") from None
     params = _build(Params, raw, "")
     _check_mirror(params.data.mirror)
+    _check_sha256(params.data.sha256)
     if params.data.dataset == "custom" and params.data.mirror is None:
         raise ParamsError("data.mirror: dataset 'custom' needs a mirror; "
                           "set it to a URL or folder holding the four IDX .gz files")
     return params
+
+
+def _check_sha256(pins) -> None:
+    for name, digest in (pins or {}).items():
+        if name not in FILES:
+            raise ParamsError(f"data.sha256: {shown(name)} is not one of the four files ({', '.join(FILES)})")
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
+            raise ParamsError(f"data.sha256.{name}: must be 64 hex digits (sha256sum prints them), got {shown(digest)}")
+    if pins and set(pins) != set(FILES):
+        raise ParamsError(f"data.sha256: pins {len(pins)} of the four files; pin all four or none")
 
 
 def _check_mirror(mirror) -> None:
@@ -236,6 +251,8 @@ def _check(value, hint, spec, key):
 
 def _has_type(value, hint) -> bool:
     if isinstance(value, bool):  # YAML's yes/no must not pass for 1/0
+        return hint is bool or (isinstance(hint, types.UnionType) and bool in typing.get_args(hint))
+    if hint is bool:
         return False
     if isinstance(hint, types.UnionType):
         return any(_has_type(value, h) for h in typing.get_args(hint))
@@ -245,6 +262,9 @@ def _has_type(value, hint) -> bool:
         return isinstance(value, (int, float))
     if hint is int:  # 1E4 reads as a float; it still means the integer 10000
         return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if typing.get_origin(hint) is dict:
+        key, item = typing.get_args(hint)
+        return isinstance(value, dict) and all(_has_type(k, key) and _has_type(v, item) for k, v in value.items())
     if typing.get_origin(hint) is list:
         (item,) = typing.get_args(hint)
         return isinstance(value, list) and all(_has_type(v, item) for v in value)
@@ -255,10 +275,11 @@ def _allowed(hint, spec) -> str:
     meta = spec.metadata
     if "choices" in meta:
         return "one of " + ", ".join(meta["choices"])
-    kind = {int: "an integer", float: "a number", str: "a string"}.get(hint)
+    kind = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint)
     if kind is None:
         return {list[int]: "a list of epochs",
-                str | list[str] | None: "null, a URL or folder, or a list of them"}.get(hint, "a mapping")
+                str | list[str] | None: "null, a URL or folder, or a list of them",
+                dict[str, str] | None: "null or a mapping of file name to SHA-256"}.get(hint, "a mapping")
     bounds = []
     if meta.get("minimum") is not None:
         bounds.append(f">= {meta['minimum']}")
