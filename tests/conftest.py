@@ -166,7 +166,9 @@ FAST = dict(epochs=2, d=4, train__batch_size=64, project__epochs=[0, 1, 2], proj
 def project_files() -> list[str]:
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
                             cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    return [name for name in listed if (ROOT / name).is_file()]
+    # the project's code and params, not the run of record (dvc.lock, metrics/, plots/)
+    return [name for name in listed if (ROOT / name).is_file() and name != "dvc.lock"
+            and not name.startswith(("metrics/", "plots/"))]
 
 
 def make_repo(folder: Path, mirror_url: str, *, dataset: str = "custom", fast: bool = True,

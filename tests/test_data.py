@@ -6,12 +6,15 @@ import gzip
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import FASHION, refused_url, run_stage, set_params, synthetic_digits, write_dataset
+from conftest import (FASHION, ROOT, refused_url, run_stage, set_params, stage_env, synthetic_digits,
+                      write_dataset)
 from vaepipe.data import first_images, load_split
 from vaepipe.download import DATASETS
 from vaepipe.idx import read_split
@@ -140,6 +143,26 @@ def test_a_file_longer_than_it_can_be_is_cut_off(tmp_path, workdir, serve):
     assert no_leftovers(workdir)
 
 
+def test_local_mirror_of_an_official_set_comes_first_and_is_still_verified(tmp_path, workdir, serve):
+    """$VAEPIPE_MIRROR serves an official set with data.mirror left null: the same params,
+    so the same dvc.lock, as a download from the internet; other bytes there are refused,
+    and it is never consulted for custom data, whose place is a param."""
+    if not FASHION.exists():
+        pytest.skip(f"Debian's dataset-fashion-mnist is not installed ({FASHION})")
+    set_params(workdir, data__dataset="fashion-mnist", data__mirror=None)
+    env = dict(stage_env(), VAEPIPE_MIRROR=str(FASHION))
+    result = subprocess.run([sys.executable, str(ROOT / "stages/download.py")], cwd=workdir, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert raw_files(workdir) == sorted(FILES)
+    shutil.rmtree(workdir / "data")
+    env["VAEPIPE_MIRROR"] = str(write_dataset(tmp_path / "other"))  # not Fashion-MNIST's bytes
+    result = subprocess.run([sys.executable, str(ROOT / "stages/download.py")], cwd=workdir, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and "checksum mismatch" in result.stderr
+    assert no_leftovers(workdir)
+
+
 def test_the_download_stops_at_its_deadline(tmp_path, workdir, serve):
     mirror = serve(write_dataset(tmp_path / "mirror"), {"*": "slow"})
     set_params(workdir, data__dataset="custom", data__mirror=[mirror.url, mirror.url], data__deadline=1,
@@ -220,3 +243,10 @@ def test_read_split_matches_the_real_mnist_digits(mnist):
     images, labels = read_split(mnist, "train")
     assert images.shape == (60000, 784) and labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     assert np.bincount(labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+
+
+def test_local_mirror_is_never_consulted_for_custom_data(monkeypatch):
+    from vaepipe.download import mirrors_for
+    monkeypatch.setenv("VAEPIPE_MIRROR", "/somewhere/else")
+    assert mirrors_for("custom", "/my/data") == ["/my/data"]
+    assert mirrors_for("mnist", None)[0] == "/somewhere/else" and len(mirrors_for("mnist", None)) == 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
+import os
 import sys
 import time
 import urllib.error
@@ -90,10 +91,17 @@ class FetchError(Exception):
     """One mirror failed for one file; the next mirror is tried."""
 
 
+LOCAL_MIRROR = "VAEPIPE_MIRROR"
+
+
 def mirrors_for(dataset: str, mirror: str | list[str] | None) -> list[str]:
-    if mirror is None:
-        return DATASETS[dataset]["mirrors"]
-    return [mirror] if isinstance(mirror, str) else list(mirror)
+    """Where to look, in turn. For an official data set, $VAEPIPE_MIRROR (a folder or URL on
+    this machine, e.g. a shared copy) comes first: its checksums make the files the same
+    wherever they come from, so the place is the machine's business, not a param, and a run
+    made from a local copy records the same dvc.lock as one made from the internet."""
+    mirrors = DATASETS[dataset]["mirrors"] if mirror is None else [mirror] if isinstance(mirror, str) else list(mirror)
+    local = os.environ.get(LOCAL_MIRROR, "").strip()
+    return [local] + mirrors if local and dataset != "custom" else mirrors
 
 
 def _is_url(location: str) -> bool:
