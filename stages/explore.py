@@ -10,7 +10,8 @@ from vaepipe.paths import EXPLORER, METRICS, MIXTURE, ONNX, PLOTS, SNAPSHOTS, no
 from vaepipe.snapshots import last_epoch, load_snapshot
 
 SHOWN_PARAMS = ("seed", "d", "beta", "epochs", "model", "data", "train")
-NOT_SHOWN = ("data.mirror", "data.timeout", "train.device")  # where it ran, not what it is
+NOT_SHOWN = ("data.mirror", "data.timeout", "data.deadline", "data.verify", "data.sha256",
+             "train.device")  # where and how the data came and where it ran, not what the run is
 SHOWN_METRICS = ("test.loss", "test.recon", "test.kl", "test.iw_nll", "test.likelihood", "test.active_units",
                  "samples.fd", "samples_gmm.fd", "train.loss")
 

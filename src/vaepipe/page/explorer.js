@@ -211,7 +211,7 @@
 
   function describeRun() {
     const p = run.params, m = run.metrics;
-    const number = (v) => (typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(2)) : String(v));
+    const number = (v) => (typeof v === "number" && !Number.isInteger(v) ? String(Number(v.toPrecision(4))) : String(v));
     const params = Object.entries(p).map(([k, v]) => `${k}=${number(v)}`).join(" · ");
     const metrics = Object.entries(m).map(([k, v]) => `${k} <b>${number(v)}</b>`).join(" · ");
     $("run").innerHTML = `<div>run: <b>${params.replace(/[<>&]/g, "")}</b></div><div>${metrics}</div>`;
