@@ -16,6 +16,7 @@ run: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
 
 test: $(INSTALLED)
+	$(BIN)/ruff check src stages tests benchmarks
 	PATH="$(CURDIR)/$(BIN):$$PATH" pytest
 
 bench: $(INSTALLED)

@@ -12,7 +12,8 @@ def main(params):
     model, hparams = load_model(require(MODEL, "train"))
     check_fits(generate_needs(hparams["d"], params.generate))
     test_x, test_labels = load_split(require(normalized("test"), "normalize"))
-    generate_figures(model, as_modelled(test_x, "test", hparams["binarize"]), test_labels, params.generate, params.seed, PLOTS)
+    seen = as_modelled(test_x, "test", hparams["binarize"])
+    generate_figures(model, seen, test_labels, params.generate, params.seed, PLOTS)
 
 
 if __name__ == "__main__":

@@ -207,9 +207,11 @@ def test_tampered_onnx_fails_the_check_in_one_line(repo, tmp_path):
     script = ("import sys; from vaepipe.export import check_files; from vaepipe.model import load_model\n"
               "from vaepipe.cli import run_stage\n"
               "run_stage(lambda params: check_files(load_model('models/model.pt')[0], 'models/onnx'))")
-    result = subprocess.run([str(BIN / "python"), "-c", script], cwd=copy, env=stage_env(), capture_output=True, text=True)
+    result = subprocess.run([str(BIN / "python"), "-c", script], cwd=copy, env=stage_env(), capture_output=True,
+                            text=True)
     assert result.returncode == 1
-    assert result.stderr.startswith("error: decoder.onnx: differs from the PyTorch model") and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: decoder.onnx: differs from the PyTorch model")
+    assert result.stderr.count("\n") == 1
 
 
 def test_the_model_loads_from_a_second_clone_with_dvc_artifacts_get(repo, tmp_path):

@@ -56,7 +56,10 @@ def test_default_pipeline_on_full_mnist_lands_on_the_notebooks_numbers(mnist, tm
         ours, theirs = (flat(json.loads((root / f"metrics/{name}.json").read_text())) for root in (repo, ROOT))
         assert ours.keys() == theirs.keys()
         for key, value in ours.items():
-            assert value == pytest.approx(theirs[key], rel=1e-3), key
+            if isinstance(value, str):  # test.likelihood
+                assert value == theirs[key], key
+            else:
+                assert value == pytest.approx(theirs[key], rel=1e-3), key
         identical.append(ours == theirs)
     with capsys.disabled():
         print(f"committed run of record: metrics {'bit-identical' if all(identical) else 'within 0.1 %'}")

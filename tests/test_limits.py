@@ -220,6 +220,7 @@ def test_exp_run_epochs_3_runs_the_whole_pipeline(tmp_path):
     finally:
         mirror.close()
     assert sorted(ran(result.stdout)) == sorted(STAGES)
-    assert "project.epochs [5, 10] are past the last training epoch (3); showing [0, 3]" in result.stdout + result.stderr
+    said = result.stdout + result.stderr
+    assert "project.epochs [5, 10] are past the last training epoch (3); showing [0, 3]" in said
     epochs = {line.split(",")[0] for line in (repo / "plots/projection.csv").read_text().splitlines()[1:]}
     assert epochs == {"0", "3"}

@@ -105,7 +105,8 @@ def test_only_the_shared_cache_environment_holds_the_write_credential():
     for path in WORKFLOWS:
         workflow = yaml.safe_load(path.read_text())
         for job in workflow["jobs"].values():
-            if "secrets.DVC_REMOTE_CONFIG }" in yaml.safe_dump(job) or "secrets.DVC_REMOTE_CONFIG !=" in yaml.safe_dump(job):
+            text = yaml.safe_dump(job)
+            if "secrets.DVC_REMOTE_CONFIG }" in text or "secrets.DVC_REMOTE_CONFIG !=" in text:
                 assert job.get("environment") == "shared-cache", path.name
 
 
@@ -118,7 +119,8 @@ HOSTILE = ("['remote \"shared\"']\n"
 def test_credential_step_configures_the_remote_and_runs_nothing(tmp_path, workflow):
     """The workflow's own credential step, run by bash with a secret full of shell syntax:
     the remote gets exactly that password and no command in it runs."""
-    step = next(step for step in steps(ROOT / ".github/workflows" / workflow) if "DVC_CONFIG_LOCAL" in step.get("env", {}))
+    step = next(step for step in steps(ROOT / ".github/workflows" / workflow)
+                if "DVC_CONFIG_LOCAL" in step.get("env", {}))
     canary = tmp_path / "ran"
     repo = tmp_path / "repo"
     repo.mkdir()

@@ -40,7 +40,8 @@ def onnx_layers(path: Path) -> tuple[list[np.ndarray], dict[str, str]]:
             transposed = any(a.name == "transB" and a.i == 1 for a in node.attribute)
             weight, bias = tensors[node.input[1]], tensors[node.input[2]]
             layers += [weight if transposed else weight.T, bias]
-    return [np.ascontiguousarray(layer, dtype="<f4") for layer in layers], {p.key: p.value for p in graph.metadata_props}
+    metadata = {prop.key: prop.value for prop in graph.metadata_props}
+    return [np.ascontiguousarray(layer, dtype="<f4") for layer in layers], metadata
 
 
 def map_points(projection_csv: Path, mu: np.ndarray) -> dict:

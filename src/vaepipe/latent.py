@@ -159,6 +159,7 @@ def latent_needs(d: int, options, fd_samples: int, n_train: int) -> dict[str, fl
         raise UserError(f"latent.gmm_components: {options.gmm_components} components for "
                         f"{fitted} training images; use at most {fitted}")
     needs["latent.gmm_images"] = fitted * 784 * FLOAT
-    needs["latent.gmm_components"] = fitted * (3 * d + 3 * options.gmm_components) * 8 + options.gmm_components * d * d * 8
+    components = options.gmm_components
+    needs["latent.gmm_components"] = fitted * (3 * d + 3 * components) * 8 + components * d * d * 8
     needs["evaluate.fd_samples"] = fd_samples * (2 * d * 8 + 128 * (FLOAT + 2 * 8))
     return needs

@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {report}: cannot be read as UTF-8 text ({error.__class__.__name__})")
     found = unsafe_links(text, report.parent)
     if found:
-        sys.exit(f"error: {report} is not safe to post: {found[0]}" + (f" (and {len(found) - 1} more)" if len(found) > 1 else ""))
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        sys.exit(f"error: {report} is not safe to post: {found[0]}{more}")
     print(f"{report}: every link is a figure inside {report.parent}")
 
 
