@@ -102,6 +102,7 @@ def test_an_md5sums_the_mirror_fails_to_serve_is_not_skipped(tmp_path, workdir, 
     set_params(workdir, data__dataset="custom", data__mirror=mirror.url)
     result = run_stage("download", workdir)
     assert result.returncode == 1 and "HTTP 500" in result.stderr and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: could not fetch MD5SUMS")
     assert no_leftovers(workdir)
 
 

@@ -84,7 +84,7 @@ def test_fresh_clone_pulls_what_was_run_and_runs_nothing(kind, mirror, webdav, t
     publish(repo, tmp_path / "origin.git")
     baseline_model = (repo / "models/model.pt").read_bytes()
     dvc(repo, "exp", "run", "-S", "beta=2")  # an experiment, run here only
-    assert "shared" in share(repo)
+    assert "run-cache entries" in share(repo)
     stored = files_under(served)
     assert any(name.startswith("runs/") for name in stored)  # the run cache, on the server
     assert any(name.startswith("files/md5/") for name in stored)

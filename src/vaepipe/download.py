@@ -204,13 +204,14 @@ def expected_checksums(dataset: str, mirrors: list[str], limits: Limits, *, veri
         return DATASETS[dataset]["files"]
     if sha256:
         return {name: Checksum("", "", sha256[name].lower()) for name in FILES}
-    failures = []
+    failures, answered = [], False
     for location in mirrors:
         try:
             sums = read_md5sums(location, limits)
         except FetchError as error:
             failures.append(f"{location}: {error}")
             continue
+        answered = True
         if sums is not None:
             missing = [name for name in FILES if name not in sums]
             if missing:
@@ -218,6 +219,9 @@ def expected_checksums(dataset: str, mirrors: list[str], limits: Limits, *, veri
                                 "add a line `<md5>  <file>` for each of the four files")
             return {name: Checksum(sums[name], sums[name]) for name in FILES}
         failures.append(f"{location}: no {MD5SUMS}")
+    if not answered:  # no mirror answered at all: the data is out of reach, not unverifiable
+        raise UserError(f"could not fetch {MD5SUMS} ({'; '.join(failures)}); set data.mirror in params.yaml "
+                        "to a folder or URL holding the four .gz files")
     if verify:
         raise UserError(f"custom data cannot be verified ({'; '.join(failures)}): {UNVERIFIED}")
     print(f"note: data.verify is false: the custom data set at {', '.join(mirrors)} is not "
