@@ -18,6 +18,7 @@ from torch import nn
 from vaepipe.atomic import atomic_path
 from vaepipe.errors import UserError
 from vaepipe.layout import PIXELS
+from vaepipe.loss import decoded_mean
 from vaepipe.model import VAE, hyperparameters
 
 TOLERANCE = 1e-5  # largest |onnxruntime − torch| allowed, per output value
@@ -39,16 +40,9 @@ class Decoder(nn.Module):
         self.model = model
 
     def forward(self, z):
-        if self.model.likelihood != "continuous-bernoulli":
-            return self.model.decode(z)
-        # its mean as in loss.decoded_mean, with 1 − e^−l for −expm1(−l), which ONNX lacks:
-        # for |l| ≥ ½, where it is used, the two differ by less than 1e-7
-        logits = self.model.decode_logits(z)
-        small = logits.abs() < 0.5
-        safe = torch.where(small, torch.ones_like(logits), logits)
-        far = (1 - torch.exp(-safe)).reciprocal() - safe.reciprocal()
-        l = torch.where(small, logits, torch.zeros_like(logits))
-        return torch.where(small, 0.5 + l / 12 - l.pow(3) / 720 + l.pow(5) / 30240, far)
+        # e^t − 1 for expm1, which ONNX lacks: for |l| ≥ ½, where the mean uses it, the two
+        # differ by less than 1e-7
+        return decoded_mean(self.model.decode_logits(z), self.model.likelihood, expm1=lambda t: torch.exp(t) - 1)
 
 
 def parts(model: VAE) -> dict[str, tuple[nn.Module, torch.Tensor, list[str], list[str]]]:
