@@ -103,11 +103,12 @@ def served_folder(page) -> Path:
     return page.explorer_folder
 
 
-def test_page_loads_without_errors_or_outside_requests(page, served):
+def test_page_loads_without_errors_or_outside_requests(page, served, capsys):
     assert page.errors == []
     assert page.requests and all(url.startswith(served) for url in page.requests), page.requests
     ready = page.evaluate("explorer.readyMs")
-    print(f"\npage ready {ready:.0f} ms after navigation (a local server)")
+    with capsys.disabled():
+        print(f"\nexplorer: page ready {ready:.0f} ms after navigation (a local server)")
     text = page.inner_text("#run")
     run = page.evaluate("explorer.run")
     assert run == json.loads((served_folder(page) / "run.json").read_text())
@@ -115,7 +116,7 @@ def test_page_loads_without_errors_or_outside_requests(page, served):
     assert f"{run['metrics']['test.loss']:.4g}" in text
 
 
-def test_sliders_are_sorted_by_kl_and_decode_what_torch_decodes(page, repo):
+def test_sliders_are_sorted_by_kl_and_decode_what_torch_decodes(page, repo, capsys):
     run = page.evaluate("explorer.run")
     kls = [dim["kl"] for dim in run["dims"]]
     assert kls == sorted(kls, reverse=True) and len(kls) == run["d"]
@@ -139,8 +140,9 @@ def test_sliders_are_sorted_by_kl_and_decode_what_torch_decodes(page, repo):
             times.push(performance.now() - start);
         }
         return times; }""")
-    print(f"\none slider move (decode + redraw): median {statistics.median(times):.3f} ms, "
-          f"95th percentile {sorted(times)[189]:.3f} ms over 200 moves")
+    with capsys.disabled():
+        print(f"\nexplorer: one slider move (decode + redraw): median {statistics.median(times):.3f} ms, "
+              f"95th percentile {sorted(times)[189]:.3f} ms over 200 moves")
 
 
 def test_a_drawn_digit_is_encoded_as_torch_encodes_it(page, repo):
