@@ -9,9 +9,9 @@ from vaepipe.explorer import build, flat, read_json
 from vaepipe.paths import EXPLORER, METRICS, MIXTURE, ONNX, PLOTS, SNAPSHOTS, normalized
 from vaepipe.snapshots import last_epoch, load_snapshot
 
-SHOWN_PARAMS = ("seed", "d", "beta", "epochs", "model", "data", "train")
-NOT_SHOWN = ("data.mirror", "data.timeout", "data.deadline", "data.verify", "data.sha256",
-             "train.device")  # where and how the data came and where it ran, not what the run is
+# what the run is (not where its data came from or where it ran): the stage's params in dvc.yaml
+SHOWN_PARAMS = ("seed", "d", "beta", "epochs", "model", "data.dataset", "data.binarize", "train.batch_size",
+                "train.lr", "train.warmup_epochs", "train.likelihood")
 SHOWN_METRICS = ("test.loss", "test.recon", "test.kl", "test.iw_nll", "test.likelihood", "test.active_units",
                  "samples.fd", "samples_gmm.fd", "train.loss")
 
@@ -20,15 +20,14 @@ def main(params):
     folder = require(SNAPSHOTS, "train")
     mu = load_snapshot(folder, last_epoch(folder))["mu"].numpy()
     test_x = load_split(require(normalized("test"), "normalize"))[0]
-    values = dataclasses.asdict(params)
+    values = flat(dataclasses.asdict(params))
     metrics = {}
     for name in ("train", "eval", "latent"):
         metrics.update(flat(read_json(require(METRICS / f"{name}.json", "evaluate"))))
     build(EXPLORER, encoder=require(ONNX / "encoder.onnx", "export"), decoder=require(ONNX / "decoder.onnx", "export"),
           test_x=test_x, mu=mu, projection_csv=require(PLOTS / "projection.csv", "project"),
           kl_csv=require(PLOTS / "kl_per_dim.csv", "evaluate"), mixture=read_json(require(MIXTURE, "latent")),
-          params={key: value for key, value in flat({key: values[key] for key in SHOWN_PARAMS}).items()
-                  if key not in NOT_SHOWN},
+          params={key: values[key] for key in SHOWN_PARAMS},
           metrics={key: metrics[key] for key in SHOWN_METRICS if key in metrics})
     print(f"wrote {EXPLORER}/: `make explore` serves it on 127.0.0.1")
 

@@ -47,15 +47,8 @@ def served(repo):
     handler = functools.partial(QuietHandler, directory=str(repo / "explorer"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield Served(f"http://127.0.0.1:{server.server_address[1]}/", repo / "explorer")
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
-
-
-class Served(str):
-    def __new__(cls, url: str, folder: Path):
-        served = super().__new__(cls, url)
-        served.folder = folder
-        return served
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -81,7 +74,6 @@ def page(browser, served):
     page.on("request", lambda request: page.requests.append(request.url))
     page.on("console", lambda message: page.errors.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: page.errors.append(str(error)))
-    page.explorer_folder = Path(served.folder)
     page.goto(served)
     page.evaluate("explorer.ready")
     yield page
@@ -99,11 +91,7 @@ def canvas_grey(page, canvas_id: str, x0: int = 0, width: int = 28) -> np.ndarra
     return np.array(data, dtype=np.float64).reshape(28, width, 4)[:, :, 0]
 
 
-def served_folder(page) -> Path:
-    return page.explorer_folder
-
-
-def test_page_loads_without_errors_or_outside_requests(page, served, capsys):
+def test_page_loads_without_errors_or_outside_requests(page, served, repo, capsys):
     assert page.errors == []
     assert page.requests and all(url.startswith(served) for url in page.requests), page.requests
     ready = page.evaluate("explorer.readyMs")
@@ -111,7 +99,7 @@ def test_page_loads_without_errors_or_outside_requests(page, served, capsys):
         print(f"\nexplorer: page ready {ready:.0f} ms after navigation (a local server)")
     text = page.inner_text("#run")
     run = page.evaluate("explorer.run")
-    assert run == json.loads((served_folder(page) / "run.json").read_text())
+    assert run == json.loads((repo / "explorer/run.json").read_text())
     assert "beta=" in text and "test.loss" in text and f"d={run['d']}" in text
     assert f"{run['metrics']['test.loss']:.4g}" in text
 

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, dvc, make_repo
+from vaepipe.explorer import flat
 from test_pipeline import STAGES, ran
 
 pytestmark = pytest.mark.e2e
@@ -63,10 +64,3 @@ def test_default_pipeline_on_full_mnist_lands_on_the_notebooks_numbers(mnist, tm
         identical.append(ours == theirs)
     with capsys.disabled():
         print(f"committed run of record: metrics {'bit-identical' if all(identical) else 'within 0.1 %'}")
-
-
-def flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
-    return out

@@ -43,11 +43,15 @@ def test_workflow_passes_actionlint(workflow):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def one_job(path, trigger: str, steps_text: str):
+    """A workflow file of one job with the given steps (YAML, indented as steps)."""
+    path.write_text(f"on: {trigger}\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n{steps_text}")
+    return path
+
+
 def test_actionlint_flags_an_outdated_action_and_a_bad_expression(tmp_path):
-    broken = tmp_path / "broken.yml"
-    broken.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
-                      "      - uses: actions/checkout@v2\n"
-                      "      - run: echo ${{ github.no_such_context }}\n")
+    broken = one_job(tmp_path / "broken.yml", "push", "      - uses: actions/checkout@v2\n"
+                                                      "      - run: echo ${{ github.no_such_context }}\n")
     result = actionlint(broken)
     assert result.returncode != 0
     assert "actions/checkout@v2" in result.stdout and "no_such_context" in result.stdout
@@ -59,10 +63,9 @@ def test_no_expression_inside_a_run_script(workflow):
 
 
 def test_the_lint_finds_a_secret_or_event_text_in_a_run_script(tmp_path):
-    bad = tmp_path / "bad.yml"
-    bad.write_text("on: pull_request\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
-                   "      - run: dvc remote modify x ${{ secrets.DVC_REMOTE_CONFIG }}\n"
-                   "      - name: title\n        run: |\n          echo \"${{ github.event.pull_request.title }}\"\n")
+    bad = one_job(tmp_path / "bad.yml", "pull_request",
+                  "      - run: dvc remote modify x ${{ secrets.DVC_REMOTE_CONFIG }}\n"
+                  "      - name: title\n        run: |\n          echo \"${{ github.event.pull_request.title }}\"\n")
     found = expressions_in_run(bad)
     assert len(found) == 2 and "secrets.DVC_REMOTE_CONFIG" in found[0] and "github.event" in found[1]
 

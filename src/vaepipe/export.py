@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +28,18 @@ TOLERANCE = 1e-5  # largest |onnxruntime − torch| allowed, per output value
 OPSET = 17
 
 
+class Decoder(nn.Module):
+    """z → the mean of p(x|z), with e^t − 1 for expm1, which ONNX lacks: for |l| ≥ ½, where
+    the continuous Bernoulli's mean uses it, the two differ by less than 1e-7."""
+
+    def __init__(self, model: VAE):
+        super().__init__()
+        self.model = model
+
+    def forward(self, z):
+        return decoded_mean(self.model.decode_logits(z), self.model.likelihood, expm1=lambda t: torch.exp(t) - 1)
+
+
 class Encoder(nn.Module):
     def __init__(self, model: VAE):
         super().__init__()
@@ -34,56 +49,57 @@ class Encoder(nn.Module):
         return self.model.encode(x)
 
 
-class Decoder(nn.Module):
-    def __init__(self, model: VAE):
-        super().__init__()
-        self.model = model
+@dataclass(frozen=True)
+class Part:
+    module: nn.Module        # what is exported
+    reference: Callable      # what it must agree with: the model's own encode or decode
+    width: int               # input features
+    inputs: list[str]
+    outputs: list[str]
 
-    def forward(self, z):
-        # e^t − 1 for expm1, which ONNX lacks: for |l| ≥ ½, where the mean uses it, the two
-        # differ by less than 1e-7
-        return decoded_mean(self.model.decode_logits(z), self.model.likelihood, expm1=lambda t: torch.exp(t) - 1)
+    def sample_inputs(self, count: int = 64, seed: int = 0) -> torch.Tensor:
+        """Pixels in [0, 1] for the encoder, codes ~ N(0, 4) for the decoder (wide enough to
+        reach both branches of the continuous Bernoulli's mean)."""
+        generator = torch.Generator().manual_seed(seed)
+        if self.width == PIXELS:
+            return torch.rand(count, self.width, generator=generator)
+        return torch.randn(count, self.width, generator=generator) * 2
 
 
-def parts(model: VAE) -> dict[str, tuple[nn.Module, torch.Tensor, list[str], list[str]]]:
-    """name → (module, an example input, input names, output names)."""
-    return {"encoder": (Encoder(model), torch.zeros(1, PIXELS), ["x"], ["mu", "logvar"]),
-            "decoder": (Decoder(model), torch.zeros(1, model.d), ["z"], ["x_mean"])}
+def parts(model: VAE) -> dict[str, Part]:
+    return {"encoder": Part(Encoder(model), model.encode, PIXELS, ["x"], ["mu", "logvar"]),
+            "decoder": Part(Decoder(model), model.decode, model.d, ["z"], ["x_mean"])}
 
 
-def onnx_bytes(module: nn.Module, example: torch.Tensor, inputs: list[str], outputs: list[str],
-               metadata: dict) -> bytes:
+def onnx_bytes(part: Part, metadata: dict) -> bytes:
     import onnx
 
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notice that a newer one exists
-        torch.onnx.export(module.eval(), (example,), buffer, dynamo=False, opset_version=OPSET,
-                          input_names=inputs, output_names=outputs,
-                          dynamic_axes={name: {0: "batch"} for name in inputs + outputs})
+        torch.onnx.export(part.module.eval(), (torch.zeros(1, part.width),), buffer, dynamo=False,
+                          opset_version=OPSET, input_names=part.inputs, output_names=part.outputs,
+                          dynamic_axes={name: {0: "batch"} for name in part.inputs + part.outputs})
     graph = onnx.load_from_string(buffer.getvalue())
     for key, value in metadata.items():
         graph.metadata_props.add(key=key, value=str(value))
     return graph.SerializeToString()
 
 
-def check_against_torch(name: str, data: bytes, module: nn.Module, example: torch.Tensor, seed: int = 0) -> float:
+def check_against_torch(name: str, data: bytes, part: Part) -> float:
     """Run 64 inputs through onnxruntime and torch; the largest difference, or a one-line
     error naming the file when it is above TOLERANCE (or the file is not a model)."""
     import onnxruntime
 
-    generator = torch.Generator().manual_seed(seed)
-    inputs = torch.rand(64, example.shape[1], generator=generator)
-    if name == "decoder":
-        inputs = torch.randn(64, example.shape[1], generator=generator) * 2
+    inputs = part.sample_inputs()
     try:
         session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
-        got = session.run(None, {session.get_inputs()[0].name: inputs.numpy()})
+        got = session.run(None, {part.inputs[0]: inputs.numpy()})
     except Exception as error:  # onnxruntime raises its own types for a broken file
         raise UserError(f"{name}.onnx: onnxruntime cannot run it ({str(error).splitlines()[0][:120]}); "
                         "run `dvc repro export --force`") from None
     with torch.no_grad():
-        expected = module.model.encode(inputs) if name == "encoder" else module.model.decode(inputs)
+        expected = part.reference(inputs)
     expected = expected if isinstance(expected, tuple) else (expected,)
     worst = max(float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected))
     if not worst <= TOLERANCE:
@@ -97,15 +113,14 @@ def export(model: VAE, folder, extra: dict) -> dict[str, float]:
     metadata = {**hyperparameters(model), **extra}
     found = {}
     with atomic_path(folder, directory=True) as tmp:
-        for name, (module, example, inputs, outputs) in parts(model).items():
-            data = onnx_bytes(module, example, inputs, outputs, metadata)
-            found[name] = check_against_torch(name, data, module, example)
+        for name, part in parts(model).items():
+            data = onnx_bytes(part, metadata)
+            found[name] = check_against_torch(name, data, part)
             (tmp / f"{name}.onnx").write_bytes(data)
     return found
 
 
 def check_files(model: VAE, folder) -> dict[str, float]:
     """Check ONNX files already written against the model (a tampered file fails)."""
-    from pathlib import Path
-    return {name: check_against_torch(name, (Path(folder) / f"{name}.onnx").read_bytes(), module, example)
-            for name, (module, example, _, _) in parts(model).items()}
+    return {name: check_against_torch(name, (Path(folder) / f"{name}.onnx").read_bytes(), part)
+            for name, part in parts(model).items()}

@@ -56,12 +56,13 @@ def dvc_diff(kind: str, base: str) -> str:
     """What `dvc params diff` or `dvc metrics diff` against the base found, as an escaped
     Markdown table (values come from the pull request: `<img …>` in a param stays text)."""
     diff = dvc_json(kind, "diff", base)
-    columns = ("old", "new", "diff") if kind == "metrics" else ("old", "new")
+    with_difference = kind == "metrics"  # a param's change has no difference to show
+    columns = ["old", "new"] + ["diff"] * with_difference
     rows = [[path, key, *(_number(values.get(column), 5) for column in columns)]
             for path, changes in diff.items() for key, values in sorted(changes.items())]
     if not rows:
         return f"No {kind} changed."
-    return table(["path", kind[:-1], "base", "change", "difference"][:2 + len(columns)], rows)
+    return table(["path", kind[:-1], "base", "change"] + ["difference"] * with_difference, rows)
 
 
 def headline(base: str) -> str:

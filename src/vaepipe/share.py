@@ -42,11 +42,12 @@ def _objects(repo, entries) -> set:
 
 def _runs_odb(repo, remote):
     from dvc.exceptions import DvcException
+    from dvc.fs import HTTPFileSystem
+
     try:
         odb = repo.cloud.get_remote_odb(remote, "push --run-cache", hash_name="md5-dos2unix")
     except DvcException as error:
         raise RuntimeError(f"this remote cannot hold a run cache: {error}") from None
-    from dvc.fs import HTTPFileSystem
     if isinstance(odb.fs, HTTPFileSystem):
         raise RuntimeError(f"{odb.path}: an HTTP remote is read-only for the run cache; "
                            "share through a folder, S3, SSH or WebDAV remote")
@@ -55,8 +56,7 @@ def _runs_odb(repo, remote):
 
 def push_entries(repo, odb, entries) -> int:
     """Copy each entry to the remote's runs/ unless it is there; the number sent."""
-    from dvc.fs import generic
-    from dvc.fs import LocalFileSystem
+    from dvc.fs import LocalFileSystem, generic
 
     local = LocalFileSystem()
     sent = 0
@@ -91,14 +91,15 @@ def unrestorable(remote: str | None = None) -> list[str]:
     from dvc.repo import Repo
 
     with Repo() as repo:
+        named = {entry: _objects(repo, [entry]) for entry in own_entries(repo)}
+        status = repo.cloud.status(set().union(*named.values()), remote=remote)  # one query for all
+        absent = status.missing | status.new  # on neither side, or only here
         missing = []
-        for key, value in own_entries(repo):
-            status = repo.cloud.status(_objects(repo, [(key, value)]), remote=remote)
-            absent = status.missing | status.new  # on neither side, or only here
-            if absent:
+        for (key, value), objects in named.items():
+            if objects & absent:
                 cmd = repo.stage_cache._load_cache(key, value)["cmd"]
                 missing.append(f"{cmd.split('/')[-1].removesuffix('.py')} ({key[:8]}): "
-                               f"{len(absent)} outputs missing")
+                               f"{len(objects & absent)} outputs missing")
         return missing
 
 
