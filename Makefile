@@ -22,6 +22,7 @@ test: $(INSTALLED)
 bench: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/train_speed.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/pipeline.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/folder.py
 
 # a Markdown report of the workspace against $(BASE): review/report.md. BASE reaches the
 # command as an environment variable, quoted, never pasted into the shell's text.

@@ -18,7 +18,8 @@ def main(params):
     model, hparams = load_model(require(MODEL, "train"), device)
     classifier = load_classifier(require(CLASSIFIER, "classifier"), device)
     test_path = require(normalized("test"), "normalize")
-    check_fits(evaluate_needs(hparams["d"], params.evaluate.fd_samples, split_length(test_path)), device)
+    check_fits(evaluate_needs(hparams["d"], params.evaluate.fd_samples, split_length(test_path), model.pixels),
+               device)
     test_x = load_split(test_path)[0].to(device)
     generator = torch.Generator(device).manual_seed(params.seed)
     report, kl = test_report(model, hparams, as_modelled(test_x, "test", hparams["binarize"]),
@@ -27,12 +28,12 @@ def main(params):
                              iw_samples=params.evaluate.iw_samples)
     # its own stream: changing the bound's k or the ELBO's draws never changes samples.fd
     prior = model.prior_codes(params.evaluate.fd_samples, torch.Generator(device).manual_seed(params.seed + 1))
-    samples = sample_quality(classifier, model, test_x, prior)
+    scores = {} if classifier is None else {"samples": sample_quality(classifier, model, test_x, prior)}
     write_csv(PLOTS / "kl_per_dim.csv", [{"dim": u, "kl": value} for u, value in enumerate(kl.tolist())])
     # one point per run: `dvc plots diff` over a β sweep's experiments draws the curve
     write_csv(PLOTS / "rate_distortion.csv", [{"beta": hparams["beta"], "rate": report["kl"],
                                                "distortion": report["recon"]}])
-    write_json(METRICS / "eval.json", {"test": report, "samples": samples})
+    write_json(METRICS / "eval.json", {"test": report, **scores})
 
 
 if __name__ == "__main__":

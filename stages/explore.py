@@ -4,9 +4,9 @@
 import dataclasses
 
 from vaepipe.cli import require, run_stage
-from vaepipe.data import load_split
+from vaepipe.data import class_names, load_split
 from vaepipe.explorer import build, flat, read_json
-from vaepipe.paths import EXPLORER, METRICS, MIXTURE, ONNX, PLOTS, SNAPSHOTS, normalized
+from vaepipe.paths import CLASSES, EXPLORER, METRICS, MIXTURE, ONNX, PLOTS, SNAPSHOTS, normalized
 from vaepipe.snapshots import last_epoch, load_snapshot
 
 # what the run is (not where its data came from or where it ran): the stage's params in dvc.yaml
@@ -28,7 +28,7 @@ def main(params):
           test_x=test_x, mu=mu, projection_csv=require(PLOTS / "projection.csv", "project"),
           kl_csv=require(PLOTS / "kl_per_dim.csv", "evaluate"), mixture=read_json(require(MIXTURE, "latent")),
           params={key: values[key] for key in SHOWN_PARAMS},
-          metrics={key: metrics[key] for key in SHOWN_METRICS if key in metrics})
+          metrics={key: metrics[key] for key in SHOWN_METRICS if key in metrics}, classes=class_names(CLASSES))
     print(f"wrote {EXPLORER}/: `make explore` serves it on 127.0.0.1")
 
 

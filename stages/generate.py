@@ -1,19 +1,19 @@
 """Stage generate: plots/samples.png, plots/reconstructions.png and plots/morph.png."""
 
 from vaepipe.cli import require, run_stage
-from vaepipe.data import as_modelled, load_split
+from vaepipe.data import as_modelled, class_names, load_split
 from vaepipe.generation import generate_figures, generate_needs
 from vaepipe.model import load_model
-from vaepipe.paths import MODEL, PLOTS, normalized
+from vaepipe.paths import CLASSES, MODEL, PLOTS, normalized
 from vaepipe.resources import check_fits
 
 
 def main(params):
     model, hparams = load_model(require(MODEL, "train"))
-    check_fits(generate_needs(hparams["d"], params.generate))
+    check_fits(generate_needs(hparams["d"], params.generate, model.pixels))
     test_x, test_labels = load_split(require(normalized("test"), "normalize"))
     seen = as_modelled(test_x, "test", hparams["binarize"])
-    generate_figures(model, seen, test_labels, params.generate, params.seed, PLOTS)
+    generate_figures(model, seen, test_labels, class_names(CLASSES), params.generate, params.seed, PLOTS)
 
 
 if __name__ == "__main__":

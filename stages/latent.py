@@ -21,7 +21,7 @@ def main(params):
     model, hparams = load_model(require(MODEL, "train"))
     classifier = load_classifier(require(CLASSIFIER, "classifier"))
     train_path, test_path = (require(normalized(split), "normalize") for split in ("train", "test"))
-    check_fits(latent_needs(model.d, options, params.evaluate.fd_samples, split_length(train_path)))
+    check_fits(latent_needs(model.d, options, params.evaluate.fd_samples, split_length(train_path), model.pixels))
     test_x = load_split(test_path)[0]
     seen = as_modelled(test_x, "test", hparams["binarize"])
     stats = dimension_stats(*encode_all(model, seen))
@@ -48,7 +48,8 @@ def main(params):
         save_digit_figure(PLOTS / "gmm_samples.png", tile(model.decode(z[:shown]), sample_columns(shown)),
                           f"Decodings of z from a {options.gmm_components}-component mixture "
                           "fitted to the training set's μ")
-    write_json(METRICS / "latent.json", {"samples_gmm": sample_quality(classifier, model, test_x, z)})
+    scored = {} if classifier is None else sample_quality(classifier, model, test_x, z)
+    write_json(METRICS / "latent.json", {"samples_gmm": scored})
 
 
 if __name__ == "__main__":

@@ -1,19 +1,39 @@
-"""Stage normalize: data/raw/ -> data/normalized/{train,test}.pt (float32 [N, 784] in [0, 1])."""
+"""Stage normalize: data/raw/ (IDX) or data.path (a folder of images) -> data/normalized/
+{train,test}.pt (float32 [N, side²] in [0, 1]) and metrics/data.json, what was used and skipped."""
 
-from vaepipe.atomic import atomic_path
+import sys
+from pathlib import Path
+
+from vaepipe.atomic import atomic_path, write_json
 from vaepipe.cli import require, run_stage
-from vaepipe.data import save_split
+from vaepipe.data import DIGITS, save_split
+from vaepipe.folder import read_folder
 from vaepipe.idx import read_split
-from vaepipe.layout import SPLITS
-from vaepipe.paths import NORMALIZED, RAW
+from vaepipe.layout import SPLITS, unit_floats
+from vaepipe.paths import CLASSES, DATA_REPORT, FILES_USED, NORMALIZED, RAW
 
 
 def main(params):
-    splits = {name: read_split(require(RAW, "download"), name) for name in SPLITS}
+    data = params.data
+    if data.dataset == "folder":
+        folder = read_folder(Path(data.path), data.side, data.test_fraction)
+        splits = {name: (unit_floats(folder.images[name]), folder.labels[name]) for name in SPLITS}
+        classes, skipped = folder.classes, folder.skipped
+    else:
+        splits = {name: read_split(require(RAW, "download"), name) for name in SPLITS}
+        folder, classes, skipped = None, DIGITS, []
     with atomic_path(NORMALIZED, directory=True) as tmp:
         for name, (images, labels) in splits.items():
             save_split(tmp / f"{name}.pt", images, labels)
             print(f"{name}: {len(images)} images", flush=True)
+        if folder is not None:
+            write_json(tmp / CLASSES.name, classes)
+            write_json(tmp / FILES_USED.name, folder.files)
+    write_json(DATA_REPORT, {"data": {**{name: len(labels) for name, (_, labels) in splits.items()},
+                                                "classes": len(classes), "skipped": len(skipped)},
+                                       "skipped": skipped})
+    if skipped:
+        print(f"skipped {len(skipped)} files that are not usable images: listed in {DATA_REPORT}", file=sys.stderr)
 
 
 if __name__ == "__main__":

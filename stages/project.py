@@ -3,7 +3,8 @@
 from vaepipe.atomic import write_csv
 from vaepipe.cli import require, run_stage
 from vaepipe.projection import projection_needs, projection_rows, save_projection_figure
-from vaepipe.paths import PLOTS, SNAPSHOTS
+from vaepipe.data import class_names
+from vaepipe.paths import CLASSES, PLOTS, SNAPSHOTS
 from vaepipe.resources import check_fits
 from vaepipe.snapshots import figure_epochs, last_epoch, load_snapshot
 
@@ -17,7 +18,8 @@ def main(params):
     check_fits(projection_needs(mu.shape[1], options.points, len(mu), len(epochs)))
     rows = projection_rows(snapshots, options.points, options.method, params.seed)
     write_csv(PLOTS / "projection.csv", rows)
-    save_projection_figure(PLOTS / "projection.png", rows, snapshots, options.method, options.bubbles)
+    save_projection_figure(PLOTS / "projection.png", rows, snapshots, options.method, options.bubbles,
+                           class_names(CLASSES))
 
 
 if __name__ == "__main__":

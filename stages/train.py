@@ -1,7 +1,7 @@
 """Stage train: the model, its per-epoch history, and the test-set codes at every epoch."""
 
 from vaepipe.cli import require, run_stage
-from vaepipe.data import load_split, split_length
+from vaepipe.data import load_split, split_length, split_shape
 from vaepipe.model import save_model
 from vaepipe.paths import METRICS, MODEL, PLOTS, SNAPSHOTS, normalized
 from vaepipe.resources import check_fits
@@ -12,8 +12,8 @@ from vaepipe.train import LiveCurves, fit, training_needs
 
 def main(params):
     train_path, test_path = (require(normalized(split), "normalize") for split in ("train", "test"))
-    check_fits(training_needs(params.d, params.train.batch_size, params.epochs,
-                              split_length(train_path), split_length(test_path)),
+    (n_train, pixels), n_test = split_shape(train_path), split_length(test_path)
+    check_fits(training_needs(params.d, params.train.batch_size, params.epochs, n_train, n_test, pixels),
                pick_device(params.train.device))
     train_x, _ = load_split(train_path)
     test_x, test_labels = load_split(test_path)

@@ -6,26 +6,20 @@ with `vaepipe.api.load`, also from a second clone through `dvc artifacts get`.""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
 import shutil
 import statistics
 import subprocess
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import BIN, Mirror, dvc, git, make_repo, stage_env, write_dataset
+from conftest import BIN, Mirror, dvc, git, make_repo, serving, stage_env, write_dataset
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
@@ -44,27 +38,8 @@ def repo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served(repo):
-    handler = functools.partial(QuietHandler, directory=str(repo / "explorer"))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield browser
-        browser.close()
+    with serving(repo / "explorer") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

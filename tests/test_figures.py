@@ -6,11 +6,14 @@ import csv
 import math
 
 import matplotlib.image
+import pytest
 import torch
 
 from conftest import run_stage, set_params, synthetic_digits
 from vaepipe.figures import LABEL_BAND, TITLE_BAND, grid_size
-from vaepipe.generation import first_of_each, generate_figures, morph
+from vaepipe.data import DIGITS
+from vaepipe.errors import UserError
+from vaepipe.generation import generate_figures, morph, morph_ends
 from vaepipe.idx import read_split
 from vaepipe.projection import projection_rows
 from vaepipe.model import VAE
@@ -32,7 +35,7 @@ def test_generate_writes_every_grid_at_its_size(tmp_path, workdir):
     options = load_params(workdir / "params.yaml").generate
     torch.manual_seed(0)
     x, labels = small_test_set()
-    generate_figures(VAE(d=5).eval(), x, labels, options, seed=1, folder=tmp_path)
+    generate_figures(VAE(d=5).eval(), x, labels, DIGITS, options, seed=1, folder=tmp_path)
     cols = math.ceil(math.sqrt(12))
     expected = {
         "samples": (grid_size(math.ceil(12 / cols), cols), 0),
@@ -47,8 +50,8 @@ def test_morph_runs_from_the_first_3_to_the_first_8_through_their_means():
     torch.manual_seed(0)
     model = VAE(d=5).eval()
     x, labels = small_test_set()
-    i, j = first_of_each(labels, 3, 8)
-    assert labels[i] == 3 and labels[j] == 8
+    (i, j), title = morph_ends(labels, DIGITS, 3, 8)
+    assert labels[i] == 3 and labels[j] == 8 and title == "Morphing the test set's first 3 into its first 8"
     assert 3 not in labels[:i].tolist() and 8 not in labels[:j].tolist()
     latent, pixels = morph(model, x[i], x[j], steps=6)
     mu, _ = model.encode(torch.stack([x[i], x[j]]))
@@ -62,8 +65,20 @@ def test_morph_runs_from_the_first_3_to_the_first_8_through_their_means():
 
 def test_morph_pair_on_real_mnist_digits(mnist):
     labels = torch.from_numpy(read_split(mnist, "test")[1])
-    i, j = first_of_each(labels, 3, 8)
+    (i, j), _ = morph_ends(labels, DIGITS, 3, 8)
     assert (i, labels[i].item(), labels[j].item()) == (18, 3, 8)
+
+
+def test_morph_ends_of_named_classes_and_of_unlabelled_images():
+    labels = torch.tensor([1, 0, 2, 1])
+    first_dog_to_owl = ((0, 2), "Morphing the test set's first dog into its first owl")
+    assert morph_ends(labels, ["cat", "dog", "owl"], 1, 2) == first_dog_to_owl
+    assert morph_ends(torch.full((5,), -1), [], 4, 0) == ((4, 0), "Morphing test image 4 into test image 0")
+    assert morph_ends(labels, ["cat", "dog", "owl"], 3, 8)[0] == (1, 2)  # wrapped: classes 0 and 2
+    with pytest.raises(UserError, match="no image labelled 1; choose labels it holds .0 to 2: cat, dog, owl"):
+        morph_ends(torch.tensor([0, 2]), ["cat", "dog", "owl"], 1, 0)
+    with pytest.raises(UserError, match="the test set has 5 images; choose start and end below 5"):
+        morph_ends(torch.full((5,), -1), [], 5, 0)
 
 
 def test_project_stage_writes_rows_for_every_snapshot_epoch(workdir):

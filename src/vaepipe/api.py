@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import torch
 
-from vaepipe.layout import PIXELS
 from vaepipe.model import VAE, load_model
 
 
@@ -32,7 +31,7 @@ class TrainedVAE:
     @torch.no_grad()
     def encode(self, x) -> tuple[torch.Tensor, torch.Tensor]:
         """μ and log σ² of q(z|x) for images in [0, 1]."""
-        return self.model.encode(torch.as_tensor(x, dtype=torch.float32).reshape(-1, PIXELS))
+        return self.model.encode(torch.as_tensor(x, dtype=torch.float32).reshape(-1, self.model.pixels))
 
     @torch.no_grad()
     def decode(self, z) -> torch.Tensor:

@@ -11,32 +11,48 @@ from torch import nn
 from tqdm import tqdm
 
 from vaepipe.atomic import write_tensors
-from vaepipe.layout import SIDE
+from vaepipe.layout import SIDE, side_of
 from vaepipe.metrics import chunks, class_balance, frechet_distance
 from vaepipe.model import unreadable
 from vaepipe.resources import FLOAT
 
 
+def grid_of(side: int) -> int:
+    """The side of the second convolution's output: two stride-2 halvings, rounded up."""
+    return (side + 3) // 4
+
+
 class Classifier(nn.Module):
-    def __init__(self):
+    def __init__(self, side: int = SIDE, classes: int = 10, grid: int | None = None):
         super().__init__()
+        grid = grid or grid_of(side)
         # strided convolutions, not convolutions then max-pooling: on a CPU, 4.5× faster to
         # train and 16× faster to score, at the same accuracy
         self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 5, stride=2, padding=2), nn.ReLU(),   # 16 × 14 × 14
-            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),  # 32 × 7 × 7
-            nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU(),   # the scored features
+            nn.Conv2d(1, 16, 5, stride=2, padding=2), nn.ReLU(),       # 16 × 14 × 14 for MNIST
+            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),      # 32 × 7 × 7
+            nn.Flatten(), nn.Linear(32 * grid * grid, 128), nn.ReLU(),  # the scored features
         )
-        self.head = nn.Linear(128, 10)
+        self.head = nn.Linear(128, classes)
+
+    @property
+    def classes(self) -> int:
+        return self.head.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x.view(-1, 1, SIDE, SIDE)))
+        return self.head(self.features(as_images(x)))
 
 
-def train_classifier(options, train_x, train_y, *, device: torch.device) -> Classifier:
+def as_images(x: torch.Tensor) -> torch.Tensor:
+    """Flat images [N, side²] as the convolutions take them, [N, 1, side, side]."""
+    side = side_of(x.shape[-1])
+    return x.view(-1, 1, side, side)
+
+
+def train_classifier(options, train_x, train_y, classes: int, *, device: torch.device) -> Classifier:
     torch.manual_seed(options.seed)
     generator = torch.Generator().manual_seed(options.seed)
-    model = Classifier().to(device)
+    model = Classifier(side_of(train_x.shape[1]), classes).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     # the learning rate falls to 0 along a half cosine: 3 epochs reach what 5 did at a fixed rate
     steps = options.epochs * math.ceil(len(train_x) / options.batch_size)
@@ -60,41 +76,49 @@ def train_classifier(options, train_x, train_y, *, device: torch.device) -> Clas
 def features_and_predictions(model: Classifier, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Penultimate-layer features [N, 128] and predicted classes [N]."""
     model.eval()
-    features = torch.cat([model.features(x[part].view(-1, 1, SIDE, SIDE)) for part in chunks(len(x))])
+    features = torch.cat([model.features(as_images(x[part])) for part in chunks(len(x))])
     return features, model.head(features).argmax(dim=1)
 
 
 def sample_quality(classifier: Classifier, model, test_x: torch.Tensor, z: torch.Tensor) -> dict[str, float]:
     """`fd`: Fréchet distance between the features of the decoded codes `z` (prior samples,
     or any sampler's) and of the test images; `class_balance`: how evenly the decodings
-    spread over the 10 classes."""
+    spread over the classes."""
     with torch.no_grad():  # decoded a chunk at a time: only the features are kept
         parts = [features_and_predictions(classifier, model.decode(z[part])) for part in chunks(len(z))]
     sample_features, predicted = (torch.cat(kept) for kept in zip(*parts))
     test_features, _ = features_and_predictions(classifier, test_x)
     return {"fd": frechet_distance(sample_features.cpu().numpy(), test_features.cpu().numpy()),
-            "class_balance": class_balance(predicted.cpu())}
+            "class_balance": class_balance(predicted.cpu(), classifier.classes)}
 
 
 def accuracy(model: Classifier, x: torch.Tensor, y: torch.Tensor) -> float:
     return (features_and_predictions(model, x)[1] == y).double().mean().item()
 
 
-def save_classifier(path, model: Classifier) -> None:
-    write_tensors(path, {name: t.detach().cpu() for name, t in model.state_dict().items()})
+def save_classifier(path, model: Classifier | None) -> None:
+    """Its weights; no weights at all for unlabelled data, which has no classifier."""
+    state = {} if model is None else model.state_dict()
+    write_tensors(path, {name: t.detach().cpu() for name, t in state.items()})
 
 
-def load_classifier(path, device: torch.device | str = "cpu") -> Classifier:
-    model = Classifier().to(device)
+def load_classifier(path, device: torch.device | str = "cpu") -> Classifier | None:
+    """The classifier, sized by its weights; None for unlabelled data."""
     try:
-        model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+        state = torch.load(path, map_location=device, weights_only=True)
+        if not state:
+            return None
+        grid = math.isqrt(state["features.5.weight"].shape[1] // 32)
+        model = Classifier(classes=state["head.weight"].shape[0], grid=grid).to(device)
+        model.load_state_dict(state)
     except Exception as error:  # noqa: BLE001 - any failure means the same to the user
         raise unreadable(path, error, "classifier") from None
     return model.eval()
 
 
-def classifier_needs(batch_size: int, n_train: int) -> dict[str, float]:
-    """Classifier: one batch's activations (conv 16×14×14, conv 32×7×7, 128 features,
-    each before and after its ReLU) forward and backward."""
-    per_image = 2 * 2 * (16 * 14 * 14 + 32 * 7 * 7 + 128 + 10)
+def classifier_needs(batch_size: int, n_train: int, pixels: int, classes: int) -> dict[str, float]:
+    """Classifier: one batch's activations (conv 16×14×14, conv 32×7×7, 128 features for
+    MNIST, each before and after its ReLU) forward and backward."""
+    half, grid = (side_of(pixels) + 1) // 2, grid_of(side_of(pixels))
+    per_image = 2 * 2 * (16 * half * half + 32 * grid * grid + 128 + classes)
     return {"classifier.batch_size": min(batch_size, n_train) * per_image * FLOAT}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,12 +10,20 @@ import torch
 
 from vaepipe.atomic import write_tensors
 
+DIGITS = [str(k) for k in range(10)]  # the classes of the IDX data sets (Fashion-MNIST's too)
+
 # binarized once with a fixed seed, whatever params.seed: every run is scored on the same bits
 BINARIZE_ONCE_SEED = {"train": 2, "test": 3}
 
 
 def save_split(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
     write_tensors(path, {"images": torch.from_numpy(images), "labels": torch.from_numpy(labels)})
+
+
+def class_names(path: Path) -> list[str]:
+    """The data set's classes, label k named by entry k; [] when the images are unlabelled
+    (their labels are then −1). `path` is the normalized data's classes file."""
+    return json.loads(path.read_text()) if path.exists() else DIGITS
 
 
 def load_split(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,6 +44,12 @@ def first_images(path: Path, count: int) -> torch.Tensor:
 def split_length(path: Path) -> int:
     """The number of images in a saved split, without reading them (for memory checks)."""
     return len(_mapped(path)["labels"])
+
+
+def split_shape(path: Path) -> tuple[int, int]:
+    """(images, pixels per image) of a saved split, without reading them."""
+    images, pixels = _mapped(path)["images"].shape
+    return images, pixels
 
 
 def binarize(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -13,6 +13,12 @@ class ParamsError(UserError):
     exit_code = 2
 
 
+class DataError(UserError):
+    """A data set that cannot be used as it is (an empty folder, a class with no image)."""
+
+    exit_code = 2
+
+
 class Interrupted(UserError):
     """Ctrl-C or SIGTERM: the stage stops and writes nothing."""
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from vaepipe.atomic import atomic_path
 from vaepipe.errors import UserError
+from vaepipe.layout import side_of
 
 PAGE = Path(__file__).parent / "page"  # index.html and explorer.js, copied as they are
 ACTIVE = 0.01  # a dimension whose μ varies less than this over the test set is inactive (as test.active_units)
@@ -65,7 +66,7 @@ def dimensions(kl_csv: Path, mu: np.ndarray) -> list[dict]:
 
 
 def build(out: Path, *, encoder: Path, decoder: Path, test_x, mu: np.ndarray, projection_csv: Path,
-          kl_csv: Path, mixture: dict, params: dict, metrics: dict) -> None:
+          kl_csv: Path, mixture: dict, params: dict, metrics: dict, classes: list[str]) -> None:
     """Write the page and its data to `out`, atomically."""
     enc, meta = onnx_layers(encoder)
     dec, _ = onnx_layers(decoder)
@@ -78,7 +79,7 @@ def build(out: Path, *, encoder: Path, decoder: Path, test_x, mu: np.ndarray, pr
     images = np.rint(test_x[:points].numpy() * 255).astype(np.uint8)
     run = {"d": d, "likelihood": meta["likelihood"], "variational": meta["variational"] == "True",
            "params": params, "metrics": metrics, "dims": dimensions(kl_csv, mu), "map": where,
-           "points": points, "mixture": mixture,
+           "points": points, "mixture": mixture, "classes": classes, "side": side_of(len(dec[3])),
            "layers": {"encoder": [list(layer.shape) for layer in enc], "decoder": [list(layer.shape) for layer in dec]}}
     with atomic_path(out, directory=True) as tmp:
         for name in ("index.html", "explorer.js"):

@@ -20,7 +20,6 @@ from torch import nn
 
 from vaepipe.atomic import atomic_path
 from vaepipe.errors import UserError
-from vaepipe.layout import PIXELS
 from vaepipe.loss import decoded_mean
 from vaepipe.model import VAE, hyperparameters
 
@@ -61,13 +60,13 @@ class Part:
         """Pixels in [0, 1] for the encoder, codes ~ N(0, 4) for the decoder (wide enough to
         reach both branches of the continuous Bernoulli's mean)."""
         generator = torch.Generator().manual_seed(seed)
-        if self.width == PIXELS:
+        if self.inputs == ["x"]:
             return torch.rand(count, self.width, generator=generator)
         return torch.randn(count, self.width, generator=generator) * 2
 
 
 def parts(model: VAE) -> dict[str, Part]:
-    return {"encoder": Part(Encoder(model), model.encode, PIXELS, ["x"], ["mu", "logvar"]),
+    return {"encoder": Part(Encoder(model), model.encode, model.pixels, ["x"], ["mu", "logvar"]),
             "decoder": Part(Decoder(model), model.decode, model.d, ["z"], ["x_mean"])}
 
 

@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from vaepipe.atomic import atomic_path  # noqa: E402
-from vaepipe.layout import SIDE  # noqa: E402
+from vaepipe.layout import PIXELS, SIDE, side_of  # noqa: E402
 from vaepipe.resources import FLOAT, decode_floats
 from vaepipe.errors import UserError
 
@@ -32,15 +32,15 @@ STYLE = {"font.size": 11, "axes.titlesize": 12, "figure.titlesize": 13,
          "axes.spines.top": False, "axes.spines.right": False, "font.family": "DejaVu Sans"}
 
 
-def grid_size(rows: int, cols: int) -> tuple[int, int]:
-    """(height, width) in pixels of a grid of digits, gaps included."""
-    cell = SIDE * SCALE
+def grid_size(rows: int, cols: int, side: int = SIDE) -> tuple[int, int]:
+    """(height, width) in pixels of a grid of side × side images, gaps included."""
+    cell = side * SCALE
     return rows * cell + (rows + 1) * GAP, cols * cell + (cols + 1) * GAP
 
 
-def figure_size(rows: int, cols: int, named: bool) -> tuple[int, int]:
+def figure_size(rows: int, cols: int, named: bool, side: int = SIDE) -> tuple[int, int]:
     """(height, width) in pixels of a digit figure: the grid, its title band and row names."""
-    height, width = grid_size(rows, cols)
+    height, width = grid_size(rows, cols, side)
     return height + TITLE_BAND, width + (LABEL_BAND if named else 0)
 
 
@@ -49,12 +49,12 @@ def sample_columns(samples: int) -> int:
 
 
 def tile(images: torch.Tensor, cols: int) -> np.ndarray:
-    """Images [N, 784] in [0, 1] as one upscaled grid, row by row, on a mid-grey ground."""
-    rows = math.ceil(len(images) / cols)
-    height, width = grid_size(rows, cols)
-    cell = SIDE * SCALE
+    """Images [N, side²] in [0, 1] as one upscaled grid, row by row, on a mid-grey ground."""
+    rows, side = math.ceil(len(images) / cols), side_of(images.shape[-1])
+    height, width = grid_size(rows, cols, side)
+    cell = side * SCALE
     canvas = np.full((height, width), 0.35, dtype=np.float32)
-    digits = images.detach().cpu().float().clamp(0, 1).view(-1, SIDE, SIDE).numpy()
+    digits = images.detach().cpu().float().clamp(0, 1).view(-1, side, side).numpy()
     for i, digit in enumerate(digits):
         r, c = divmod(i, cols)
         top, left = GAP + r * (cell + GAP), GAP + c * (cell + GAP)
@@ -93,7 +93,7 @@ def save_figure(fig, path) -> None:
     plt.close(fig)
 
 
-def digit_figure_needs(d: int, figures) -> dict[str, float]:
+def digit_figure_needs(d: int, figures, pixels: int = PIXELS) -> dict[str, float]:
     """Each digit figure's decodings, its float grid and RGBA canvas, for `figures` given as
     (the param key that sizes it, decodings, (height, width)); a figure wider or taller than
     Agg can draw is refused."""
@@ -102,5 +102,5 @@ def digit_figure_needs(d: int, figures) -> dict[str, float]:
         if max(height, width) > MAX_SIDE:
             raise UserError(f"{key}: makes a figure of {width}×{height} pixels; matplotlib draws "
                             f"at most {MAX_SIDE} a side; lower {key}")
-        needs[key] = decode_floats(count, d) * FLOAT + height * width * 4 * FLOAT
+        needs[key] = decode_floats(count, d, pixels) * FLOAT + height * width * 4 * FLOAT
     return needs

@@ -8,29 +8,38 @@ import math
 import torch
 
 from vaepipe.errors import UserError
+from vaepipe.layout import side_of
 from vaepipe.figures import digit_figure_needs, figure_size, sample_columns, save_digit_figure, tile
 
 
-def digit_figures(options) -> list[tuple[str, int, tuple[int, int]]]:
+def digit_figures(options, side: int) -> list[tuple[str, int, tuple[int, int]]]:
     """The generate stage's figures: (the param that sizes it, decodings, (height, width))."""
     cols = sample_columns(options.samples)
     return [("generate.samples", options.samples,
-             figure_size(math.ceil(options.samples / cols), cols, False)),
+             figure_size(math.ceil(options.samples / cols), cols, False, side)),
             ("generate.reconstructions", options.reconstructions,
-             figure_size(2, options.reconstructions, True)),
-            ("generate.morph.steps", options.morph.steps, figure_size(2, options.morph.steps, True))]
+             figure_size(2, options.reconstructions, True, side)),
+            ("generate.morph.steps", options.morph.steps, figure_size(2, options.morph.steps, True, side))]
 
 
-def first_of_each(labels: torch.Tensor, start: int, end: int) -> tuple[int, int]:
-    """Indices of the first test image labelled `start` and the first labelled `end`."""
+def morph_ends(labels: torch.Tensor, classes: list[str], start: int, end: int) -> tuple[tuple[int, int], str]:
+    """The indices of the first test image labelled `start` and the first labelled `end`
+    (of test images number `start` and `end` when unlabelled), and the figure's title.
+    Labels wrap around the classes: the defaults 3 and 8 are classes 0 and 2 of three."""
+    if not classes:
+        if max(start, end) >= len(labels):
+            raise UserError(f"generate.morph: the test set has {len(labels)} images; "
+                            f"choose start and end below {len(labels)}")
+        return (start, end), f"Morphing test image {start} into test image {end}"
+    start, end = start % len(classes), end % len(classes)
     indices = []
-    for digit in (start, end):
-        found = (labels == digit).nonzero()
+    for label in (start, end):
+        found = (labels == label).nonzero()
         if len(found) == 0:
-            raise UserError(f"generate.morph: the test set has no image labelled {digit}; "
-                            "choose digits it holds")
+            raise UserError(f"generate.morph: the test set has no image labelled {label}; "
+                            f"choose labels it holds (0 to {len(classes) - 1}: {', '.join(classes)[:80]})")
         indices.append(int(found[0, 0]))
-    return indices[0], indices[1]
+    return (indices[0], indices[1]), f"Morphing the test set's first {classes[start]} into its first {classes[end]}"
 
 
 @torch.no_grad()
@@ -44,8 +53,8 @@ def morph(model, a: torch.Tensor, b: torch.Tensor, steps: int) -> tuple[torch.Te
     return latent, (1 - t) * a + t * b
 
 
-def generate_figures(model, test_x: torch.Tensor, test_labels: torch.Tensor, options, seed: int,
-                     folder) -> None:
+def generate_figures(model, test_x: torch.Tensor, test_labels: torch.Tensor, classes: list[str], options,
+                     seed: int, folder) -> None:
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     samples = model.sample(options.samples, generator)
@@ -62,13 +71,12 @@ def generate_figures(model, test_x: torch.Tensor, test_labels: torch.Tensor, opt
                       ["test image", "reconstruction"])
 
     m = options.morph
-    i, j = first_of_each(test_labels, m.start, m.end)
+    (i, j), title = morph_ends(test_labels, classes, m.start, m.end)
     latent, pixels = morph(model, test_x[i].to(device), test_x[j].to(device), m.steps)
-    save_digit_figure(folder / "morph.png", tile(torch.cat([latent, pixels]), m.steps),
-                      f"Morphing the test set's first {m.start} into its first {m.end}",
+    save_digit_figure(folder / "morph.png", tile(torch.cat([latent, pixels]), m.steps), title,
                       ["latent path", "pixel blend"])
 
 
-def generate_needs(d: int, options) -> dict[str, float]:
+def generate_needs(d: int, options, pixels: int) -> dict[str, float]:
     """Generate: its three digit figures."""
-    return digit_figure_needs(d, digit_figures(options))
+    return digit_figure_needs(d, digit_figures(options, side_of(pixels)), pixels)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from vaepipe.atomic import atomic_path
-from vaepipe.layout import PIXELS, SIDE, SPLITS
+from vaepipe.layout import SIDE, SPLITS, unit_floats
 from vaepipe.errors import UserError
 from vaepipe.resources import available_memory, size
 
@@ -96,4 +96,4 @@ def read_split(raw_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
                         "the two files must come from the same data set")
     if len(labels) and labels.max() > 9:
         raise UserError(f"{raw_dir / labels_name}: label {labels.max()} is out of range 0-9")
-    return images.reshape(len(images), PIXELS).astype(np.float32) / np.float32(255), labels.astype(np.int64)
+    return unit_floats(images), labels.astype(np.int64)

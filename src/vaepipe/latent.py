@@ -16,6 +16,7 @@ import torch
 
 from vaepipe.figures import (DPI, STYLE, digit_figure_needs, figure_size, plt, save_digit_figure, save_figure,
                              tile)
+from vaepipe.layout import side_of
 from vaepipe.loss import kl_per_dim
 from vaepipe.resources import FLOAT
 from vaepipe.errors import UserError
@@ -87,13 +88,13 @@ def save_traversal_figure(path, images: torch.Tensor, rows: list[dict]) -> None:
                       "rows by KL", [f"z{row['dim']}: KL {row['kl']:.2f}" for row in rows])
 
 
-def digit_figures(options, d: int) -> list[tuple[str, int, tuple[int, int]]]:
+def digit_figures(options, d: int, side: int) -> list[tuple[str, int, tuple[int, int]]]:
     """The traversal and manifold figures: (the param that sizes it, decodings, (height, width))."""
     rows, cols = min(options.traversal_dims, d), options.traversal_images * (options.traversal_steps + 1) - 1
     return [("latent.traversal_steps", rows * options.traversal_images * options.traversal_steps,
-             figure_size(rows, cols, True)),
+             figure_size(rows, cols, True, side)),
             ("latent.manifold_steps", options.manifold_steps ** 2,
-             figure_size(options.manifold_steps, options.manifold_steps, False))]
+             figure_size(options.manifold_steps, options.manifold_steps, False, side))]
 
 
 def manifold_codes(d: int, dims: tuple[int, int], steps: int) -> torch.Tensor:
@@ -148,17 +149,17 @@ def mixture_record(mixture) -> dict:
     return {"weights": mixture.weights_.tolist(), "means": mixture.means_.tolist(), "cholesky": factors.tolist()}
 
 
-def latent_needs(d: int, options, fd_samples: int, n_train: int) -> dict[str, float]:
+def latent_needs(d: int, options, fd_samples: int, n_train: int, pixels: int) -> dict[str, float]:
     """Latent: its traversal and manifold figures, the fitted
     training images and their μ in float64, the mixture's per-component work on them
     (scikit-learn keeps an N × d centred copy and N × K responsibilities), and the scored
     mixture samples."""
-    needs = digit_figure_needs(d, digit_figures(options, d))
+    needs = digit_figure_needs(d, digit_figures(options, d, side_of(pixels)), pixels)
     fitted = min(options.gmm_images, n_train)
     if options.gmm_components > fitted:
         raise UserError(f"latent.gmm_components: {options.gmm_components} components for "
                         f"{fitted} training images; use at most {fitted}")
-    needs["latent.gmm_images"] = fitted * 784 * FLOAT
+    needs["latent.gmm_images"] = fitted * pixels * FLOAT
     components = options.gmm_components
     needs["latent.gmm_components"] = fitted * (3 * d + 3 * components) * 8 + components * d * d * 8
     needs["evaluate.fd_samples"] = fd_samples * (2 * d * 8 + 128 * (FLOAT + 2 * 8))

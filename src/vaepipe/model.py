@@ -17,20 +17,22 @@ from vaepipe.loss import decoded_mean
 
 
 class VAE(nn.Module):
-    def __init__(self, d: int = 20, variational: bool = True, likelihood: str = "bernoulli"):
+    def __init__(self, d: int = 20, variational: bool = True, likelihood: str = "bernoulli",
+                 pixels: int = PIXELS):
         super().__init__()
         self.d = d
+        self.pixels = pixels  # side², from the data: 784 for MNIST
         self.variational = variational
         self.likelihood = likelihood  # what the decoder's output parameterises: see `decode`
         self.encoder = nn.Sequential(
-            nn.Linear(PIXELS, d ** 2),
+            nn.Linear(pixels, d ** 2),
             nn.ReLU(),
             nn.Linear(d ** 2, d * 2),
         )
         self.decoder = nn.Sequential(
             nn.Linear(d, d ** 2),
             nn.ReLU(),
-            nn.Linear(d ** 2, PIXELS),
+            nn.Linear(d ** 2, pixels),
             nn.Sigmoid(),
         )
 
@@ -42,7 +44,7 @@ class VAE(nn.Module):
         return mu
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu_logvar = self.encoder(x.view(-1, PIXELS)).view(-1, 2, self.d)
+        mu_logvar = self.encoder(x.view(-1, self.pixels)).view(-1, 2, self.d)
         return mu_logvar[:, 0, :], mu_logvar[:, 1, :]
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
@@ -87,7 +89,8 @@ def load_model(path, device: torch.device | str = "cpu") -> tuple[VAE, dict]:
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
         hparams = checkpoint["hparams"]
-        model = VAE(hparams["d"], hparams["variational"], hparams["likelihood"]).to(device)
+        pixels = checkpoint["state_dict"]["encoder.0.weight"].shape[1]
+        model = VAE(hparams["d"], hparams["variational"], hparams["likelihood"], pixels).to(device)
         model.load_state_dict(checkpoint["state_dict"])
     except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, EOFError) as error:
         raise unreadable(path, error, "train") from None

@@ -68,7 +68,7 @@ def one_of(*choices):
 
 @dataclass(frozen=True)
 class Data:
-    dataset: str = one_of("mnist", "fashion-mnist", "custom")
+    dataset: str = one_of("mnist", "fashion-mnist", "custom", "folder")
     # null = the official mirrors; else a URL or folder, or a list of them tried in turn
     mirror: str | list[str] | None
     timeout: float = number(above=0)
@@ -76,6 +76,9 @@ class Data:
     verify: bool  # custom data: false uses files with no checksum (never the default)
     sha256: dict[str, str] | None  # custom data: each file's SHA-256, pinned here
     binarize: str = one_of("none", "dynamic", "static")
+    path: str  # dataset folder: the folder of images (a dependency of the normalize stage)
+    side: int = number(minimum=4, maximum=512)  # dataset folder: images become side × side
+    test_fraction: float = number(above=0, maximum=0.9)  # dataset folder without train/ and test/
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,8 @@ class Evaluate:
 
 @dataclass(frozen=True)
 class Morph:
-    start: int = number(minimum=0, maximum=9)
-    end: int = number(minimum=0, maximum=9)
+    start: int = number(minimum=0)  # a label (a test image's number when unlabelled)
+    end: int = number(minimum=0)
     steps: int = number(minimum=2)
 
 
@@ -175,6 +178,8 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     if params.data.dataset == "custom" and params.data.mirror is None:
         raise ParamsError("data.mirror: dataset 'custom' needs a mirror; "
                           "set it to a URL or folder holding the four IDX .gz files")
+    if params.data.dataset == "folder" and not params.data.path.strip():
+        raise ParamsError("data.path: dataset 'folder' needs the folder of your images; set data.path to it")
     return params
 
 

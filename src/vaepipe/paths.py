@@ -11,6 +11,11 @@ METRICS = Path("metrics")
 PLOTS = Path("plots")
 
 
+DATA_REPORT = Path("metrics/data.json")  # the images used and the files skipped, git-tracked
+CLASSES = NORMALIZED / "classes.json"  # written for a folder of images; absent: the digits 0-9
+FILES_USED = NORMALIZED / "files.json"  # a folder of images: each split's files, size and SHA-256
+
+
 def normalized(split: str) -> Path:
     return NORMALIZED / f"{split}.pt"
 

@@ -10,7 +10,20 @@ from vaepipe.figures import DPI, MAX_SIDE, STYLE, plt, save_figure
 from vaepipe.errors import UserError
 
 PANEL_WIDTH = 420  # pixels per epoch panel of the projection figure
-DIGIT_COLOURS = plt.get_cmap("tab10")
+LEGEND_CLASSES = 20  # more classes than this are coloured but not listed
+
+
+def label_colours(classes: int):
+    """RGBA colours by label: tab10 up to 10 classes (the notebook's), tab20 up to 20, else
+    spread around the hue circle; dark grey for unlabelled images (label −1)."""
+    palette = plt.get_cmap("tab10" if classes <= 10 else "tab20" if classes <= 20 else "hsv")
+
+    def colours(labels):
+        labels = np.asarray(labels)
+        rgba = np.array(palette(labels if classes <= 20 else labels / classes))
+        rgba[labels < 0] = (0.3, 0.3, 0.3, 1.0)
+        return rgba
+    return colours
 
 
 def project_means(mu: np.ndarray, method: str, seed: int) -> np.ndarray:
@@ -37,8 +50,8 @@ def projection_rows(snapshots: dict[int, dict], points: int, method: str, seed: 
 
 
 def save_projection_figure(path, rows: list[dict], snapshots: dict[int, dict], method: str,
-                           bubbles: int) -> None:
-    epochs = list(snapshots)
+                           bubbles: int, classes: list[str]) -> None:
+    epochs, colours = list(snapshots), label_colours(len(classes))
     direct = next(iter(snapshots.values()))["mu"].shape[1] == 2
     axis_name = "μ" if direct else {"tsne": "t-SNE", "pca": "PCA"}[method]
     with plt.rc_context(STYLE):
@@ -49,29 +62,30 @@ def save_projection_figure(path, rows: list[dict], snapshots: dict[int, dict], m
             xy = np.array([(r["x"], r["y"]) for r in points])
             labels = np.array([r["label"] for r in points])
             if direct and bubbles:
-                _draw_bubbles(ax, snapshots[epoch], bubbles)
-            ax.scatter(xy[:, 0], xy[:, 1], c=DIGIT_COLOURS(labels), s=6, linewidths=0)
+                _draw_bubbles(ax, snapshots[epoch], bubbles, colours)
+            ax.scatter(xy[:, 0], xy[:, 1], c=colours(labels), s=6, linewidths=0)
             ax.set_title(f"epoch {epoch}" + (" (untrained)" if epoch == 0 else ""))
             ax.set_xlabel(f"{axis_name} 1")
             ax.set_ylabel(f"{axis_name} 2")
             if direct:
                 ax.set_aspect("equal", adjustable="datalim")
-        handles = [plt.Line2D([], [], marker="o", linestyle="", color=DIGIT_COLOURS(k), label=str(k))
-                   for k in range(10)]
-        fig.legend(handles=handles, title="label", loc="outside right center")
+        if 0 < len(classes) <= LEGEND_CLASSES:
+            handles = [plt.Line2D([], [], marker="o", linestyle="", color=colours(k), label=name)
+                       for k, name in enumerate(classes)]
+            fig.legend(handles=handles, title="label", loc="outside right center")
         what = "the means μ" if direct else f"{axis_name} projection of the means μ"
         fig.suptitle(f"Latent space by epoch: {what} of {len(xy)} test images")
         save_figure(fig, path)
 
 
-def _draw_bubbles(ax, snapshot: dict, count: int) -> None:
+def _draw_bubbles(ax, snapshot: dict, count: int, colours) -> None:
     """±σ ellipses around μ: the "bubbles" of the notes' figures 3 and 5."""
     mu = snapshot["mu"][:count].numpy()
     sigma = snapshot["logvar"][:count].mul(0.5).exp().numpy()
     labels = snapshot["labels"][:count].numpy()
     for (x, y), (sx, sy), label in zip(mu, sigma, labels):
-        ax.add_patch(Ellipse((x, y), 2 * sx, 2 * sy, facecolor=DIGIT_COLOURS(label), alpha=0.12,
-                             edgecolor=DIGIT_COLOURS(label), linewidth=0.5))
+        ax.add_patch(Ellipse((x, y), 2 * sx, 2 * sy, facecolor=colours(label), alpha=0.12,
+                             edgecolor=colours(label), linewidth=0.5))
 
 
 def projection_needs(d: int, points: int, n_test: int, panels: int) -> dict[str, float]:

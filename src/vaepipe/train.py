@@ -175,7 +175,7 @@ def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool =
     device = pick_device(params.train.device)
     seed_everything(params.seed)
     generator = torch.Generator().manual_seed(params.seed)
-    model = VAE(params.d, params.variational, params.train.likelihood).to(device)
+    model = VAE(params.d, params.variational, params.train.likelihood, train_x.shape[1]).to(device)
     optimizer = make_optimizer(model, params.train.lr)
     binarized = params.data.binarize
     train_x = as_modelled(train_x.to(device), "train", binarized)
@@ -201,7 +201,7 @@ def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool =
 
 
 def training_needs(d: int, batch_size: int, epochs: int, n_train: int, n_test: int,
-                   pixels: int = 784) -> dict[str, float]:
+                   pixels: int) -> dict[str, float]:
     """Train: the data; the model with its gradient and Adam's two moments; one batch's
     activations forward and backward; the test set scored in chunks; the test codes of
     every epoch."""

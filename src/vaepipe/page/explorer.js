@@ -3,9 +3,10 @@
 // mu.bin); nothing is fetched from anywhere else. window.explorer is what the tests drive.
 "use strict";
 (() => {
-  const PIXELS = 784, SIDE = 28;
+  let SIDE, PIXELS;  // the images' side (run.json): 28 for MNIST
   const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
-  const ex = (window.explorer = { ready: null, z: null, drawn: new Float64Array(PIXELS), drawnMu: null });
+  const colorOf = (label) => (label < 0 ? "#555" : COLORS[label % COLORS.length]);  // −1: unlabelled
+  const ex = (window.explorer = { ready: null, z: null, drawn: null, drawnMu: null });
   const $ = (id) => document.getElementById(id);
 
   // --- the model: y = W x + b with W stored [out, in], as the ONNX Gemm's B (transB = 1)
@@ -90,7 +91,7 @@
     ctx.clearRect(0, 0, canvas.width, canvas.height);
     xy.forEach(([x, y], i) => {
       const [cx, cy] = toCanvas(x, y);
-      ctx.fillStyle = COLORS[run.map.labels[i] % 10];
+      ctx.fillStyle = colorOf(run.map.labels[i]);
       ctx.fillRect(cx - 2, cy - 2, 4, 4);
     });
     if (marked.length) {
@@ -113,7 +114,8 @@
     toCanvas = (x, y) => [pad + (x - x0) * scale, size - pad - (y - y0) * scale];
     ex.pointPosition = (i) => toCanvas(...run.map.xy[i]);  // canvas pixels, for the tests
     $("mapkind").textContent = run.d === 2 ? "(μ itself: d = 2)" : `(${run.params["project.method"] ?? "projection"} of epoch ${run.map.epoch})`;
-    $("legend").innerHTML = COLORS.map((c, k) => `<span style="background:${c}"></span>${k}`).join("");
+    const named = run.classes.slice(0, 20).map((name, k) => `<span style="background:${colorOf(k)}"></span>${name.replace(/[<>&]/g, "")}`);
+    $("legend").innerHTML = named.join(" ");
     const nearest = (event) => {
       const rect = $("map").getBoundingClientRect();
       const mx = ((event.clientX - rect.left) * $("map").width) / rect.width, my = ((event.clientY - rect.top) * $("map").height) / rect.height;
@@ -127,7 +129,7 @@
     const show = (i) => {
       paint($("picked"), testImage(i));
       paint($("pickedRecon"), ex.decode(testMu(i)));
-      $("pickedLabel").textContent = `test image ${i}, label ${run.map.labels[i]}`;
+      $("pickedLabel").textContent = `test image ${i}` + (run.classes.length ? `, label ${run.classes[run.map.labels[i]]}` : "");
       ex.picked = i;
     };
     $("map").addEventListener("mousemove", (event) => { const i = nearest(event); if (i >= 0) show(i); });
@@ -160,7 +162,7 @@
       const dist = run.map.xy.map((_, i) => { let s = 0; for (let u = 0; u < run.d; u++) s += (mus[i * run.d + u] - mu[u]) ** 2; return [s, i]; });
       ex.nearest = dist.sort((a, b) => a[0] - b[0]).slice(0, 5).map((p) => p[1]);
       drawMap(ex.nearest);
-      $("drawnNote").textContent = `nearest test means: labels ${ex.nearest.map((i) => run.map.labels[i]).join(", ")}`;
+      $("drawnNote").textContent = run.classes.length ? `nearest test means: labels ${ex.nearest.map((i) => run.classes[run.map.labels[i]]).join(", ")}` : "";
     };
     canvas.addEventListener("pointerdown", (event) => { down = true; canvas.setPointerCapture(event.pointerId); brush(event); });
     canvas.addEventListener("pointermove", (event) => { if (down) brush(event); });
@@ -200,9 +202,9 @@
     }
   }
   function setUpMorph() {
-    const first = (label) => Math.max(0, run.map.labels.indexOf(label));
-    codeA = testMu(first(3));
-    codeB = testMu(first(8));
+    const first = (label) => Math.max(0, run.map.labels.indexOf(label));  // unlabelled: the first two images
+    codeA = testMu(run.classes.length ? first(3 % run.classes.length) : 0);
+    codeB = testMu(run.classes.length ? first(8 % run.classes.length) : 1);
     $("setA").addEventListener("click", () => { codeA = Float64Array.from(ex.z); drawMorph(); });
     $("setB").addEventListener("click", () => { codeB = Float64Array.from(ex.z); drawMorph(); });
     $("t").addEventListener("input", () => { const t = Number($("t").value); setZ(codeA.map((a, u) => (1 - t) * a + t * codeB[u])); });
@@ -234,6 +236,10 @@
       layers[part] = [[t[0], t[1]], [t[2], t[3]]];
     }
     ex.run = run;
+    [SIDE, PIXELS] = [run.side, run.side * run.side];
+    ex.drawn = new Float64Array(PIXELS);
+    for (const [id, cols, rows] of [["out", 1, 1], ["picked", 1, 1], ["pickedRecon", 1, 1], ["draw", 1, 1], ["samples", 4, 2], ["morph", 10, 1]])
+      [$(id).width, $(id).height] = [cols * SIDE, rows * SIDE];
     describeRun();
     buildSliders();
     setUpMap();

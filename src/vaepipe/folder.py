@@ -1,0 +1,258 @@
+"""A folder of ordinary image files as a data set (`data.dataset: folder`).
+
+Layout: `train/` and `test/` if both are there, else one folder split by `data.test_fraction`;
+in each, one sub-folder per class (labels from the sorted folder names) or the images
+directly (unlabelled). Every file Pillow reads becomes `side` × `side` grey bytes:
+
+- the first frame of an animation; EXIF orientation applied;
+- transparency composited onto black (MNIST's background); palette, CMYK and colour images
+  to grey by ITU-R 601 luma (Pillow's "L"); 16-bit images scaled from 0–65535;
+- the largest centred square cropped, then resized with a Lanczos filter (an image already
+  `side` × `side` is used as it is, byte for byte).
+
+Every other file is skipped and listed with the reason: empty, not an image, truncated,
+claiming more than MAX_PIXELS pixels (a decompression bomb), a link that loops or leads
+nowhere, a link to a folder (not followed). Hidden files and folders (`.name`) are not data
+and are passed over. A name that is not UTF-8 is used, and written with \\x escapes.
+
+Images are ordered by file name (then class), so files named by index keep their order.
+Free of PyTorch: Pillow and NumPy only, converted in parallel across the cores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import multiprocessing
+import os
+import stat
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from vaepipe.errors import DataError
+from vaepipe.resources import available_memory, size
+
+MAX_PIXELS = 50_000_000  # a 50-megapixel photo; a 30 000 × 30 000 claim is a bomb
+MAX_FILE_BYTES = 256 << 20
+MAX_CLASSES = 255  # labels are stored as bytes, like MNIST's
+SPLIT_SEED = 0  # the train/test split is the data's, not the run's: `seed` never changes it
+PARALLEL_FROM = 2000  # fewer files convert faster in this process than workers start
+
+
+@dataclass
+class Entry:
+    path: bytes  # as the file system spells it
+    name: str  # relative to data.path, printable
+    label: int  # -1 when unlabelled
+
+
+@dataclass
+class Folder:
+    """What the folder yields: per split, uint8 images [N, side²], int64 labels, the files
+    used (name, size, SHA-256, label); the class names ([] when unlabelled); the skipped."""
+
+    images: dict[str, np.ndarray] = field(default_factory=dict)
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
+    files: dict[str, list[dict]] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+
+
+def printable(raw: bytes) -> str:
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _visible(names) -> list[bytes]:
+    return sorted(name for name in names if not name.startswith(b"."))
+
+
+def _walk(top: bytes, root: bytes, label: int, entries: list[Entry], skipped: list[dict]) -> None:
+    """Every visible file under `top`, links to folders listed as skipped, not followed."""
+    for here, dirs, files in os.walk(top, followlinks=False):
+        dirs[:] = _visible(dirs)
+        for name in list(dirs):
+            if os.path.islink(os.path.join(here, name)):
+                dirs.remove(name)
+                skipped.append({"file": printable(os.path.relpath(os.path.join(here, name), root)),
+                                "reason": "a link to a folder: not followed"})
+        for name in _visible(files):
+            path = os.path.join(here, name)
+            entries.append(Entry(path, printable(os.path.relpath(path, root)), label))
+
+
+def _subfolders(top: bytes) -> list[bytes]:
+    return [name for name in _visible(os.listdir(top))
+            if os.path.isdir(os.path.join(top, name)) and not os.path.islink(os.path.join(top, name))]
+
+
+def scan(root: Path) -> tuple[dict[str, list[Entry]] | list[Entry], list[str], list[dict]]:
+    """The files of each split (or of the whole folder when it has no train/ and test/),
+    the class names, and what the scan already skipped."""
+    top = os.fsencode(root)
+    if not os.path.isdir(top):
+        raise DataError(f"data.path: {root} is not a folder; set it to the folder holding your images")
+    given = {split: os.path.join(top, split.encode()) for split in ("train", "test")}
+    split_given = all(os.path.isdir(path) for path in given.values())
+    tops = list(given.values()) if split_given else [top]
+    class_names = sorted({name for part in tops for name in _subfolders(part)})
+    labelled = bool(class_names)
+    if labelled and len(class_names) < 2:
+        raise DataError(f"data.path: one class folder ({printable(class_names[0])}); labels need at least two: "
+                        "add another, or put the images directly in the folder for an unlabelled set")
+    if len(class_names) > MAX_CLASSES:
+        raise DataError(f"data.path: {len(class_names)} class folders, more than the {MAX_CLASSES} supported")
+    skipped: list[dict] = []
+    found: dict[str, list[Entry]] = {}
+    for split, part in zip(("train", "test") if split_given else ("all",), tops):
+        entries: list[Entry] = []
+        if labelled:
+            for name in _visible(os.listdir(part)):
+                path = os.path.join(part, name)
+                if name in class_names:
+                    _walk(path, top, class_names.index(name), entries, skipped)
+                elif os.path.islink(path) and os.path.isdir(path):
+                    skipped.append({"file": printable(os.path.relpath(path, top)),
+                                    "reason": "a link to a folder: not followed"})
+                else:
+                    skipped.append({"file": printable(os.path.relpath(path, top)),
+                                    "reason": "outside the class folders"})
+        else:
+            _walk(part, top, -1, entries, skipped)
+        found[split] = entries
+    names = [printable(name) for name in class_names]
+    return (found if split_given else found["all"]), names, skipped
+
+
+def _to_grey(image):
+    """Any Pillow image as 8-bit grey ("L"), as the module's docstring says."""
+    from PIL import Image
+
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        wide = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
+        return Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8), "L")
+    if image.mode == "F":
+        return Image.fromarray(np.clip(np.rint(np.asarray(image)), 0, 255).astype(np.uint8), "L")
+    if "A" in image.mode or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba).convert("L")
+    return image.convert("L")
+
+
+def convert(path: bytes, side: int) -> tuple[bytes | None, str, int]:
+    """One file: (side² grey bytes, its SHA-256, its size), or (None, why not, size)."""
+    from PIL import Image, ImageOps
+
+    Image.MAX_IMAGE_PIXELS = None  # Pillow's own guard, replaced by the check below that names the size
+    try:
+        info = os.stat(path)  # follows links: a loop raises ELOOP, a dangling link ENOENT
+    except OSError as error:
+        reason = {40: "a link that loops", 2: "a link to nothing"}.get(error.errno, error.strerror)
+        return None, reason, 0
+    if not stat.S_ISREG(info.st_mode):
+        return None, "not a regular file", 0
+    if info.st_size == 0:
+        return None, "an empty file", 0
+    if info.st_size > MAX_FILE_BYTES:
+        return None, f"larger than {MAX_FILE_BYTES >> 20} MB", info.st_size
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        return None, f"unreadable ({error.strerror})", info.st_size
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                return None, (f"claims {width} × {height} pixels, more than the {MAX_PIXELS} allowed "
+                              "(a decompression bomb?)"), len(data)
+            grey = _to_grey(ImageOps.exif_transpose(image))  # exif_transpose loads the first frame
+    except Image.UnidentifiedImageError:
+        return None, "not an image Pillow can read", len(data)
+    except Exception as error:  # noqa: BLE001 - a damaged file fails in many ways inside a decoder
+        return None, f"damaged ({str(error)[:80] or type(error).__name__})", len(data)
+    width, height = grey.size
+    edge = min(width, height)
+    box = ((width - edge) // 2, (height - edge) // 2, (width - edge) // 2 + edge, (height - edge) // 2 + edge)
+    square = grey.crop(box)  # cropped first: resize's box would let the filter reach past the crop
+    if square.size != (side, side):
+        square = square.resize((side, side), Image.Resampling.LANCZOS)
+    return np.asarray(square, dtype=np.uint8).tobytes(), digest, len(data)
+
+
+def _convert_one(job: tuple[bytes, int]):
+    return convert(*job)
+
+
+def convert_all(paths: list[bytes], side: int, workers: int | None = None) -> list[tuple[bytes | None, str, int]]:
+    """`convert` over every file, in order; across the cores when there are enough files."""
+    workers = workers or len(os.sched_getaffinity(0))
+    jobs = [(path, side) for path in paths]
+    progress = dict(total=len(jobs), desc="converting images", unit="image", disable=None, file=sys.stderr)
+    if workers == 1 or len(jobs) < PARALLEL_FROM:
+        return [convert(*job) for job in tqdm(jobs, **progress)]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:  # no torch and no threads here
+        return list(tqdm(pool.imap(_convert_one, jobs, chunksize=256), **progress))
+
+
+def split_by_fraction(entries: list[Entry], fraction: float) -> dict[str, list[Entry]]:
+    """A seeded split, class by class: round(n × fraction) of each class's images to test,
+    at least one when the class has two or more, never all of them."""
+    rng = np.random.default_rng(SPLIT_SEED)
+    test: set[int] = set()
+    for label in sorted({entry.label for entry in entries}):
+        members = [i for i, entry in enumerate(entries) if entry.label == label]
+        count = min(max(round(len(members) * fraction), 1 if len(members) > 1 else 0), len(members) - 1)
+        test.update(members[i] for i in rng.permutation(len(members))[:count])
+    return {"train": [e for i, e in enumerate(entries) if i not in test],
+            "test": [e for i, e in enumerate(entries) if i in test]}
+
+
+def _order(entry: Entry) -> tuple:
+    return os.path.basename(entry.path), entry.label, entry.path
+
+
+def read_folder(root: Path, side: int, test_fraction: float, *, workers: int | None = None) -> Folder:
+    """The folder as a data set; DataError (exit 2) when it cannot make one."""
+    found, classes, skipped = scan(root)
+    every = [e for part in found.values() for e in part] if isinstance(found, dict) else found
+    if not every:
+        raise DataError(f"data.path: {root} holds no files (hidden ones are passed over); "
+                        "put images in it, directly or in one folder per class")
+    need, limit = len(every) * side * side * (1 + 4 + 4), available_memory()  # bytes, then floats twice
+    if need > limit:
+        raise DataError(f"data.path: {len(every)} files at data.side {side} need about {size(need)}, more than "
+                        f"the {size(limit)} of memory available; lower data.side or use fewer images")
+    results = convert_all([entry.path for entry in every], side, workers)
+    usable: list[tuple[Entry, bytes, str, int]] = []
+    for entry, (pixels, note, nbytes) in zip(every, results):
+        if pixels is None:
+            skipped.append({"file": entry.name, "reason": note})
+        else:
+            usable.append((entry, pixels, note, nbytes))
+    for label, name in enumerate(classes):
+        if not any(entry.label == label for entry, *_ in usable):
+            raise DataError(f"class {name}: none of its files is a usable image; add some, or remove the folder")
+    if not usable:
+        raise DataError(f"data.path: none of the {len(every)} files in {root} is a usable image "
+                        f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
+    converted = {id(entry): (pixels, digest, nbytes) for entry, pixels, digest, nbytes in usable}
+    kept = [entry for entry, *_ in usable]
+    splits = ({split: [e for e in part if id(e) in converted] for split, part in found.items()}
+              if isinstance(found, dict) else split_by_fraction(kept, test_fraction))
+    folder = Folder(classes=classes, skipped=sorted(skipped, key=lambda row: row["file"]))
+    for split in ("train", "test"):
+        entries = sorted(splits[split], key=_order)
+        if not entries:
+            raise DataError(f"data.path: the {split} split has no usable image; add some"
+                            + ("" if isinstance(found, dict) else " or raise data.test_fraction"))
+        folder.images[split] = np.frombuffer(b"".join(converted[id(e)][0] for e in entries),
+                                             dtype=np.uint8).reshape(len(entries), side * side)
+        folder.labels[split] = np.array([e.label for e in entries], dtype=np.int64)
+        folder.files[split] = [{"file": e.name, "bytes": converted[id(e)][2], "sha256": converted[id(e)][1],
+                                "label": e.label} for e in entries]
+    return folder
