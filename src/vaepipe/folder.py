@@ -40,7 +40,7 @@ MAX_PIXELS = 50_000_000  # a 50-megapixel photo; a 30 000 × 30 000 claim is a b
 MAX_FILE_BYTES = 256 << 20
 MAX_CLASSES = 255  # labels are stored as bytes, like MNIST's
 SPLIT_SEED = 0  # the train/test split is the data's, not the run's: `seed` never changes it
-PARALLEL_FROM = 2000  # fewer files convert faster in this process than workers start
+PARALLEL_FROM = 500  # fewer files convert faster in this process than workers start (benchmarks/folder.py)
 
 
 @dataclass
