@@ -19,8 +19,9 @@ import yaml
 from PIL import Image
 
 from conftest import dvc, git, make_repo, run_stage, serving, set_params
-from vaepipe.folder import convert_all, read_folder
+from vaepipe.folder import PARALLEL_FROM, convert_all, read_folder
 from vaepipe.idx import read_split
+from vaepipe.layout import unit_floats
 from vaepipe.pngs import write_pngs
 from vaepipe.resources import available_memory
 
@@ -81,6 +82,7 @@ SKIPPED = {  # file name -> (how to make it, the reason listed)
     "truncated.png": (truncated_png, "damaged (image file is truncated"),
     "bomb.png": (lambda p: p.write_bytes(png_claiming(30_000, 30_000)), "claims 30000 × 30000 pixels"),
     "loop": (looping_link, "a link that loops"),
+    "pipe.png": (lambda p: os.mkfifo(p), "not a regular file"),  # never opened: reading it would block
 }
 
 
@@ -202,6 +204,24 @@ def test_a_folder_that_makes_no_data_set_is_one_line_and_exit_2_with_nothing_tou
     assert "Traceback" not in result.stderr
     assert {name: (workdir / name).read_bytes() for name in earlier} == earlier
     assert sorted(p.name for p in (workdir / "data").iterdir()) == ["normalized"]  # no temporary left
+
+
+def test_the_stage_converts_in_parallel_and_its_workers_exit(workdir, tmp_path):
+    """Enough files for the worker pool, under the stage's own signal handlers; the same
+    bytes as converting in one process."""
+    folder = tmp_path / "images"
+    rng = np.random.default_rng(1)
+    for i in range(PARALLEL_FROM + 100):
+        where = folder / ("a", "b")[i % 2] / f"{i:04d}.png"
+        where.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (30, 20), dtype=np.uint8)).save(where)
+    set_params(workdir, data__dataset="folder", data__path=str(folder))
+    result = run_stage("normalize", workdir, timeout=120)
+    assert result.returncode == 0, result.stderr
+    serial = read_folder(folder, 28, 0.1, workers=1)
+    for split in ("train", "test"):
+        saved = torch.load(workdir / f"data/normalized/{split}.pt", weights_only=True)["images"]
+        assert torch.equal(saved, torch.from_numpy(unit_floats(serial.images[split])))
 
 
 def test_a_seeded_split_by_class_and_given_splits(tmp_path):

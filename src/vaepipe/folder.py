@@ -25,6 +25,7 @@ import hashlib
 import io
 import multiprocessing
 import os
+import signal
 import stat
 import sys
 from dataclasses import dataclass, field
@@ -188,6 +189,13 @@ def _convert_one(job: tuple[bytes, int]):
     return convert(*job)
 
 
+def _worker_signals() -> None:
+    """A worker leaves Ctrl-C to the stage, and dies at once when the pool terminates: the
+    stage's own handlers (vaepipe.cli) would turn that into an exception in each worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def convert_all(paths: list[bytes], side: int, workers: int | None = None) -> list[tuple[bytes | None, str, int]]:
     """`convert` over every file, in order; across the cores when there are enough files."""
     workers = workers or len(os.sched_getaffinity(0))
@@ -195,8 +203,14 @@ def convert_all(paths: list[bytes], side: int, workers: int | None = None) -> li
     progress = dict(total=len(jobs), desc="converting images", unit="image", disable=None, file=sys.stderr)
     if workers == 1 or len(jobs) < PARALLEL_FROM:
         return [convert(*job) for job in tqdm(jobs, **progress)]
-    with multiprocessing.get_context("fork").Pool(workers) as pool:  # no torch and no threads here
-        return list(tqdm(pool.imap(_convert_one, jobs, chunksize=256), **progress))
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_worker_signals)  # no torch here
+    try:
+        results = list(tqdm(pool.imap(_convert_one, jobs, chunksize=256), **progress))
+        pool.close()  # the workers finish and exit; none is started again
+        pool.join()
+        return results
+    finally:
+        pool.terminate()
 
 
 def split_by_fraction(entries: list[Entry], fraction: float) -> dict[str, list[Entry]]:
