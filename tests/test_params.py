@@ -33,7 +33,7 @@ BAD = [
     ({"data__sha256": "abc"}, "data.sha256", "mapping of file name"),
     ({"train__batch_size": 0}, "train.batch_size", ">= 1"),
     ({"train__lr": 0}, "train.lr", "> 0"),
-    ({"train__likelihood": "poisson"}, "train.likelihood", "bernoulli, continuous-bernoulli, gaussian"),
+    ({"train__likelihood": "poisson"}, "train.likelihood", "bernoulli, continuous-bernoulli, discretized, gaussian"),
     ({"data__binarize": "yes"}, "data.binarize", "none, dynamic, static"),
     ({"train__device": "tpu"}, "train.device", "auto, cpu, cuda"),
     ({"train__momentum": 0.9}, "train.momentum", "unknown key"),

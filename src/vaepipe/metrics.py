@@ -59,12 +59,15 @@ def log_normal(z: torch.Tensor, mu, logvar) -> torch.Tensor:
     return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) / logvar.exp()).sum(-1)
 
 
-def decoder_log_likelihood(model, likelihood: str) -> Callable:
-    """log p(x|z) = −reconstruction (for `gaussian`, without the constant ½·784·log 2π)."""
-    def log_likelihood(x, z):  # x: [N, 784], z: [k, N, d] -> [k, N]
+def decoder_log_likelihood(model, *likelihoods: str) -> Callable:
+    """log p(x|z) = −reconstruction (for `gaussian`, without the constant ½·784·log 2π); with
+    several likelihoods, each of them from the same decodings, stacked."""
+    def log_likelihood(x, z):  # x: [N, 784], z: [k, N, d] -> [k, N] (or [likelihoods, k, N])
         k, n = z.shape[:2]
         logits = model.decode_logits(z.reshape(k * n, -1)).view(k, n, -1)
-        return -reconstruction(logits, x, likelihood)  # x broadcast over the k draws, not copied
+        if len(likelihoods) == 1:
+            return -reconstruction(logits, x, likelihoods[0])  # x broadcast over the k draws, not copied
+        return torch.stack([-reconstruction(logits, x, likelihood) for likelihood in likelihoods])
     return log_likelihood
 
 
@@ -90,22 +93,25 @@ def neg_elbo(log_likelihood: Callable, x, mu, logvar, samples: int,
 
 @torch.no_grad()
 def iw_nll(log_likelihood: Callable, x, mu, logvar, k: int,
-           generator: torch.Generator | None = None) -> float:
+           generator: torch.Generator | None = None) -> float | list[float]:
     """−log p(x) bounded by −log (1/k) Σᵢ p(x|zᵢ) p(zᵢ) / q(zᵢ|x), zᵢ ~ q(z|x), per image.
 
     Burda et al. (2016): with k = 1 this is the negative ELBO; it tightens as k grows.
     Passes of draws are combined by a log-sum-exp of their log-sum-exps, so any k fits.
+    A `log_likelihood` of several likelihoods gives each one's bound, from the same draws.
     """
-    total = 0.0
+    totals = None
     zeros = torch.zeros_like(mu[:1])
     for part, passes in draw_passes(len(x), k):
         sums = []
         for draws in passes:
             z = sample_posterior(mu[part], logvar[part], draws, generator)
             log_w = log_likelihood(x[part], z) + log_normal(z, zeros, zeros) - log_normal(z, mu[part], logvar[part])
-            sums.append(torch.logsumexp(log_w, dim=0))
-        total -= (torch.logsumexp(torch.stack(sums), dim=0) - math.log(k)).sum().item()
-    return total / len(x)
+            sums.append(torch.logsumexp(log_w, dim=-2))  # over the draws
+        bound = (torch.logsumexp(torch.stack(sums), dim=0) - math.log(k)).sum(-1).reshape(-1).tolist()
+        totals = [total - value for total, value in zip(totals or [0.0] * len(bound), bound)]  # in float64
+    means = [total / len(x) for total in totals]
+    return means if len(means) > 1 else means[0]
 
 
 def active_units(mu: torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> int:
@@ -135,12 +141,18 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 def likelihood_meaning(likelihood: str, binarize: str) -> str:
     """What eval.json's likelihood numbers are; `iw_nll` bounds −log p(x) of a normalised
-    density only for `continuous-bernoulli` and `bernoulli-binarized`."""
+    density only for `continuous-bernoulli` and `bernoulli-binarized`, and of a probability
+    of the 8-bit image for `discretized`."""
     if likelihood == "bernoulli":  # BCE on grey pixels is not a distribution over them
         return "bernoulli-unnormalised" if binarize == "none" else "bernoulli-binarized"
     if likelihood == "gaussian":
         return "gaussian-without-constant"  # ½‖x − x̂‖², leaving out ½·784·log 2π
+    if likelihood == "discretized":
+        return "discretized-continuous-bernoulli-8-bit"
     return likelihood
+
+
+DISCRETE_FROM = ("bernoulli", "continuous-bernoulli", "discretized")  # decoders of logits
 
 
 @torch.no_grad()
@@ -150,10 +162,17 @@ def test_report(model, hparams: dict, x: torch.Tensor, *, elbo_samples: int, iw_
     the test set as the model was trained to see it (binarized or not)."""
     likelihood = hparams["likelihood"]
     report, mu, logvar = score(model, x, beta=hparams["beta"], likelihood=likelihood)
-    log_likelihood = decoder_log_likelihood(model, likelihood)
-    report["neg_elbo"] = neg_elbo(log_likelihood, x, mu, logvar, elbo_samples, generator)
+    report["neg_elbo"] = neg_elbo(decoder_log_likelihood(model, likelihood), x, mu, logvar, elbo_samples, generator)
+    # grey images as the 8-bit data they are: the decoder's logits read as the discretized
+    # continuous Bernoulli, bounded from the same draws as iw_nll (no decoding twice)
+    discrete = hparams["binarize"] == "none" and likelihood in DISCRETE_FROM
     if hparams["variational"]:  # the AE defines no posterior to weight samples by
-        report["iw_nll"] = iw_nll(log_likelihood, x, mu, logvar, iw_samples, generator)
+        if discrete:
+            report["iw_nll"], report["discrete_nll"] = iw_nll(
+                decoder_log_likelihood(model, likelihood, "discretized"), x, mu, logvar, iw_samples, generator)
+            report["bits_per_dim"] = report["discrete_nll"] / (x.shape[1] * math.log(2))
+        else:
+            report["iw_nll"] = iw_nll(decoder_log_likelihood(model, likelihood), x, mu, logvar, iw_samples, generator)
     report["mse"] = sum((x[part] - model.decode(mu[part])).pow(2).sum().item()
                         for part in chunks(len(x))) / x.numel()
     report["active_units"] = active_units(mu)

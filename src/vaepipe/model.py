@@ -13,7 +13,7 @@ from torch import nn
 from vaepipe.atomic import write_tensors
 from vaepipe.layout import PIXELS
 from vaepipe.errors import UserError
-from vaepipe.loss import decoded_mean
+from vaepipe.loss import CONTINUOUS_BERNOULLI, decoded_mean
 
 
 class VAE(nn.Module):
@@ -53,7 +53,7 @@ class VAE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """The mean of p(x|z): the Sigmoid's λ, or the continuous Bernoulli's mean."""
-        if self.likelihood == "continuous-bernoulli":
+        if self.likelihood in CONTINUOUS_BERNOULLI:
             return decoded_mean(self.decode_logits(z), self.likelihood)
         return self.decoder(z)
 

@@ -86,7 +86,7 @@ class Train:
     batch_size: int = number(minimum=1)
     lr: float = number(above=0)
     warmup_epochs: int = number(minimum=0)
-    likelihood: str = one_of("bernoulli", "continuous-bernoulli", "gaussian")
+    likelihood: str = one_of("bernoulli", "continuous-bernoulli", "discretized", "gaussian")
     device: str = one_of("auto", "cpu", "cuda")
 
 

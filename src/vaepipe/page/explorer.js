@@ -25,7 +25,7 @@
   // the mean of p(x|z), as the figures draw it: sigmoid(l), or the continuous Bernoulli's
   // 1/(1 − e^−l) − 1/l with its series near l = 0 (vaepipe.loss.decoded_mean)
   function mean(l) {
-    if (run.likelihood !== "continuous-bernoulli") return 1 / (1 + Math.exp(-l));
+    if (run.likelihood !== "continuous-bernoulli" && run.likelihood !== "discretized") return 1 / (1 + Math.exp(-l));
     if (Math.abs(l) < 0.5) return 0.5 + l / 12 - l ** 3 / 720 + l ** 5 / 30240;
     return 1 / (1 - Math.exp(-l)) - 1 / l;
   }
