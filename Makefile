@@ -16,7 +16,7 @@ run: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
 
 test: $(INSTALLED)
-	$(BIN)/ruff check src stages tests benchmarks
+	$(BIN)/ruff check src stages tests benchmarks experiments
 	PATH="$(CURDIR)/$(BIN):$$PATH" pytest
 
 bench: $(INSTALLED)

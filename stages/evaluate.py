@@ -18,7 +18,8 @@ def main(params):
     model, hparams = load_model(require(MODEL, "train"), device)
     classifier = load_classifier(require(CLASSIFIER, "classifier"), device)
     test_path = require(normalized("test"), "normalize")
-    check_fits(evaluate_needs(hparams["d"], params.evaluate.fd_samples, split_length(test_path), model.pixels),
+    check_fits(evaluate_needs(hparams["d"], params.evaluate.fd_samples, split_length(test_path), model.pixels,
+                              model.hidden),
                device)
     test_x = load_split(test_path)[0].to(device)
     generator = torch.Generator(device).manual_seed(params.seed)

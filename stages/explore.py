@@ -10,9 +10,10 @@ from vaepipe.paths import CLASSES, EXPLORER, METRICS, MIXTURE, ONNX, PLOTS, SNAP
 from vaepipe.snapshots import last_epoch, load_snapshot
 
 # what the run is (not where its data came from or where it ran): the stage's params in dvc.yaml
-SHOWN_PARAMS = ("seed", "d", "beta", "epochs", "model", "data.dataset", "data.binarize", "train.batch_size",
-                "train.lr", "train.warmup_epochs", "train.likelihood")
-SHOWN_METRICS = ("test.loss", "test.recon", "test.kl", "test.iw_nll", "test.likelihood", "test.active_units",
+SHOWN_PARAMS = ("seed", "d", "beta", "epochs", "model", "hidden", "activation", "data.dataset", "data.binarize",
+                "train.batch_size", "train.lr", "train.warmup_epochs", "train.likelihood")
+SHOWN_METRICS = ("test.loss", "test.recon", "test.kl", "test.iw_nll", "test.bits_per_dim", "test.likelihood",
+                 "test.active_units",
                  "samples.fd", "samples_gmm.fd", "train.loss")
 
 

@@ -13,7 +13,8 @@ from vaepipe.train import LiveCurves, fit, training_needs
 def main(params):
     train_path, test_path = (require(normalized(split), "normalize") for split in ("train", "test"))
     (n_train, pixels), n_test = split_shape(train_path), split_length(test_path)
-    check_fits(training_needs(params.d, params.train.batch_size, params.epochs, n_train, n_test, pixels),
+    check_fits(training_needs(params.d, params.train.batch_size, params.epochs, n_train, n_test, pixels,
+                              params.widths),
                pick_device(params.train.device))
     train_x, _ = load_split(train_path)
     test_x, test_labels = load_split(test_path)

@@ -226,3 +226,25 @@ def test_every_model_exports_and_passes_its_check(tmp_path, variational, likelih
     assert np.abs(got - model.decode(z).detach().numpy()).max() <= TOLERANCE
     meta = session.get_modelmeta().custom_metadata_map
     assert meta["likelihood"] == likelihood and meta["d"] == str(d)
+
+
+def test_a_deeper_tanh_model_runs_in_the_page_as_in_torch(repo, browser, tmp_path):
+    """Burda et al.'s shape of model (two tanh layers each side): the page's decoder and
+    encoder follow the exported layers, however many."""
+    if os.environ.get("VAEPIPE_EXPLORER_REPO"):
+        pytest.skip("trains an experiment: only in a repository the test made")
+    dvc(repo, "exp", "run", "-S", "hidden=[24,12]", "-S", "activation=tanh")
+    run = json.loads((repo / "explorer/run.json").read_text())
+    assert run["activation"] == "tanh" and len(run["layers"]["decoder"]) == 6
+    model = torch_model(repo)
+    page = browser.new_page()
+    with serving(repo / "explorer") as url:
+        page.goto(url)
+        page.evaluate("explorer.ready")
+        z = np.linspace(-2, 2, run["d"])
+        decoded = np.array(page.evaluate(f"Array.from(explorer.decode(Float64Array.from({z.tolist()})))"))
+        x = torch.rand(1, 784, generator=torch.Generator().manual_seed(4))
+        mu = np.array(page.evaluate(f"Array.from(explorer.encode(Float64Array.from({x[0].tolist()})).mu)"))
+    page.close()
+    assert np.abs(decoded - model.decode(torch.tensor(z, dtype=torch.float32)).numpy()).max() < 1e-5
+    assert np.abs(mu - model.encode(x)[0].detach().numpy()).max() < 1e-4

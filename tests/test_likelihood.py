@@ -184,16 +184,15 @@ def test_bits_per_dim_only_for_8_bit_data_and_logit_decoders():
     assert likelihood_meaning("discretized", "none") == "discretized-continuous-bernoulli-8-bit"
 
 
-def test_a_discretized_model_trains_and_its_iw_nll_is_its_discrete_bound():
-    from types import SimpleNamespace
-
+def test_a_discretized_model_trains_and_its_iw_nll_is_its_discrete_bound(workdir):
+    from conftest import set_params
+    from vaepipe.params import load_params
     from vaepipe.train import fit
 
     x = torch.randint(0, 256, (256, 784), generator=torch.Generator().manual_seed(3)).float() / 255
-    params = SimpleNamespace(seed=0, d=3, beta=1.0, epochs=2, variational=True, kl_weight=1.0,
-                             train=SimpleNamespace(batch_size=64, lr=1e-2, warmup_epochs=0, likelihood="discretized",
-                                                   device="cpu"),
-                             data=SimpleNamespace(binarize="none"))
+    set_params(workdir, d=3, epochs=2, train__batch_size=64, train__lr=1e-2, train__likelihood="discretized",
+               train__device="cpu")
+    params = load_params(workdir / "params.yaml")
     model, history = fit(params, x, x[:64], progress=False)
     assert history.rows[-1]["test_loss"] < history.rows[0]["test_loss"]
     hparams = {"likelihood": "discretized", "beta": 1.0, "binarize": "none", "variational": True}

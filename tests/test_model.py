@@ -106,3 +106,28 @@ def test_binary_cross_entropy_gradient_is_the_closed_form():
     assert torch.autograd.gradcheck(binary_cross_entropy, (logits, x))
     reference = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
     torch.testing.assert_close(binary_cross_entropy(logits, x), reference)
+
+
+def test_other_architectures_hidden_widths_and_tanh():
+    from vaepipe.model import hyperparameters
+
+    model = VAE(d=50, hidden=[200, 200], activation="tanh")
+    widths = [layer.out_features for layer in model.encoder if isinstance(layer, torch.nn.Linear)]
+    assert widths == [200, 200, 100] and isinstance(model.encoder[1], torch.nn.Tanh)
+    assert [layer.out_features for layer in model.decoder if isinstance(layer, torch.nn.Linear)] == [200, 200, 784]
+    assert hyperparameters(model)["hidden"] == [200, 200] and hyperparameters(model)["activation"] == "tanh"
+    notes = VAE(d=20)
+    assert "hidden" not in hyperparameters(notes)  # the notes' checkpoints are what they were
+    assert list(notes.state_dict()) == ["encoder.0.weight", "encoder.0.bias", "encoder.2.weight", "encoder.2.bias",
+                                        "decoder.0.weight", "decoder.0.bias", "decoder.2.weight", "decoder.2.bias"]
+
+
+def test_a_deeper_model_saves_and_loads(tmp_path):
+    from vaepipe.model import load_model, save_model
+
+    torch.manual_seed(0)
+    model = VAE(d=5, hidden=[30, 20], activation="tanh").eval()
+    save_model(tmp_path / "m.pt", model, {"beta": 1.0, "binarize": "dynamic"})
+    loaded, hparams = load_model(tmp_path / "m.pt")
+    z = torch.randn(3, 5)
+    assert torch.equal(loaded.decode(z), model.decode(z)) and loaded.hidden == [30, 20] and loaded.activation == "tanh"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import ROOT, run_stage, set_params
+from vaepipe.errors import ParamsError
 from vaepipe.params import load_params
 
 # (change, the key the message must name, a word of what is allowed)
@@ -150,3 +151,11 @@ def test_alias_bomb_params_give_one_short_line(workdir):
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert len(result.stderr) < 300, result.stderr[:300]
+
+
+@pytest.mark.parametrize("value,message", [([], "non-empty list of widths"), ([200, 0], "widths from 1"),
+                                           ("200", "null or a list of layer widths")])
+def test_hidden_widths_are_checked(workdir, value, message):
+    set_params(workdir, hidden=value)
+    with pytest.raises(ParamsError, match=message):
+        load_params(workdir / "params.yaml")

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -101,8 +102,8 @@ def test_live_curves_grow_every_epoch_and_end_as_one_final_write(tmp_path):
     live = LiveCurves(tmp_path / "plots/training.csv", tmp_path / "metrics/train.json")
     seen = []
 
-    def watch(history):
-        live(history)
+    def watch(history, model):
+        live(history, model)
         seen.append(((tmp_path / "plots/training.csv").read_text(),
                      json.loads((tmp_path / "metrics/train.json").read_text())))
 
@@ -115,3 +116,14 @@ def test_live_curves_grow_every_epoch_and_end_as_one_final_write(tmp_path):
     assert (tmp_path / "metrics/train.json").read_bytes() == (tmp_path / "once.json").read_bytes()
     live.discard()  # a run that stops part-way leaves no curves behind
     assert not (tmp_path / "plots").exists() and not (tmp_path / "metrics").exists()
+
+
+def test_burda_schedule_steps_the_rate_after_3_to_the_i_passes():
+    from vaepipe.train import lr_at
+
+    expected = {1: 0, 2: 1, 4: 1, 5: 2, 13: 2, 14: 3, 40: 3, 41: 4, 121: 4, 122: 5, 364: 5, 365: 6, 1093: 6,
+                1094: 7, 3280: 7, 5000: 7}
+    for epoch, stage in expected.items():
+        assert lr_at(epoch, 1e-3, "burda") == pytest.approx(1e-3 * 10 ** (-stage / 7)), epoch
+    assert lr_at(77, 1e-3, "constant") == 1e-3
+    assert sum(3 ** i for i in range(8)) == 3280  # their 3280 passes

@@ -71,13 +71,14 @@ def build(out: Path, *, encoder: Path, decoder: Path, test_x, mu: np.ndarray, pr
     enc, meta = onnx_layers(encoder)
     dec, _ = onnx_layers(decoder)
     d = int(meta["d"])
-    if len(enc) != 4 or len(dec) != 4 or dec[0].shape != (d * d, d) or mu.shape[1] != d:
+    if len(enc) < 4 or len(enc) % 2 or len(dec) != len(enc) or dec[0].shape[1] != d or mu.shape[1] != d:
         raise UserError(f"{encoder.parent}: the ONNX files do not hold this pipeline's model of d = {d}; "
                         "run `dvc repro export --force`")
     where = map_points(projection_csv, mu)
     points = len(where["xy"])
     images = np.rint(test_x[:points].numpy() * 255).astype(np.uint8)
     run = {"d": d, "likelihood": meta["likelihood"], "variational": meta["variational"] == "True",
+           "activation": meta.get("activation", "relu"),
            "params": params, "metrics": metrics, "dims": dimensions(kl_csv, mu), "map": where,
            "points": points, "mixture": mixture, "classes": classes, "side": side_of(len(dec[3])),
            "layers": {"encoder": [list(layer.shape) for layer in enc], "decoder": [list(layer.shape) for layer in dec]}}

@@ -180,9 +180,9 @@ def test_report(model, hparams: dict, x: torch.Tensor, *, elbo_samples: int, iw_
     return report, kl_per_dim(mu, logvar).mean(dim=0).cpu()
 
 
-def evaluate_needs(d: int, fd_samples: int, n_test: int, pixels: int) -> dict[str, float]:
+def evaluate_needs(d: int, fd_samples: int, n_test: int, pixels: int, hidden: list[int]) -> dict[str, float]:
     """Evaluate: the bound and the ELBO decode in passes of a fixed size whatever k is; the
     Fréchet distance keeps 128 features per sample and per test image, twice in float64."""
     features = 128 * (FLOAT + 2 * 8)
-    return {"d": model_floats(d, pixels) * FLOAT + 3 * decode_floats(CHUNK, d, pixels) * FLOAT,
+    return {"d": model_floats(d, pixels, hidden) * FLOAT + 3 * decode_floats(CHUNK, d, pixels, hidden) * FLOAT,
             "evaluate.fd_samples": fd_samples * (d * FLOAT + features) + n_test * features}

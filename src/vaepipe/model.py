@@ -16,25 +16,32 @@ from vaepipe.errors import UserError
 from vaepipe.loss import CONTINUOUS_BERNOULLI, decoded_mean
 
 
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def layers(widths: list[int], activation: str) -> list[nn.Module]:
+    """Linear layers through `widths`, the activation between them."""
+    out = []
+    for n_in, n_out in zip(widths, widths[1:]):
+        out += [nn.Linear(n_in, n_out), ACTIVATIONS[activation]()]
+    return out[:-1]
+
+
 class VAE(nn.Module):
+    """The notes' model: one hidden layer of d² ReLU units each side. `hidden` and
+    `activation` make others (Burda et al.'s: [200, 200] tanh)."""
+
     def __init__(self, d: int = 20, variational: bool = True, likelihood: str = "bernoulli",
-                 pixels: int = PIXELS):
+                 pixels: int = PIXELS, hidden: list[int] | None = None, activation: str = "relu"):
         super().__init__()
         self.d = d
         self.pixels = pixels  # side², from the data: 784 for MNIST
         self.variational = variational
         self.likelihood = likelihood  # what the decoder's output parameterises: see `decode`
-        self.encoder = nn.Sequential(
-            nn.Linear(pixels, d ** 2),
-            nn.ReLU(),
-            nn.Linear(d ** 2, d * 2),
-        )
-        self.decoder = nn.Sequential(
-            nn.Linear(d, d ** 2),
-            nn.ReLU(),
-            nn.Linear(d ** 2, pixels),
-            nn.Sigmoid(),
-        )
+        self.hidden = list(hidden) if hidden is not None else [d ** 2]
+        self.activation = activation
+        self.encoder = nn.Sequential(*layers([pixels, *self.hidden, 2 * d], activation))
+        self.decoder = nn.Sequential(*layers([d, *reversed(self.hidden), pixels], activation), nn.Sigmoid())
 
     def reparameterise(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         if self.training and self.variational:
@@ -75,7 +82,11 @@ class VAE(nn.Module):
 
 
 def hyperparameters(model: VAE) -> dict:
-    return {"d": model.d, "variational": model.variational, "likelihood": model.likelihood}
+    """What builds the model again; the notes' architecture is the default, left unsaid
+    (so its checkpoints stay what they were)."""
+    shape = {} if (model.hidden, model.activation) == ([model.d ** 2], "relu") else {
+        "hidden": model.hidden, "activation": model.activation}
+    return {"d": model.d, "variational": model.variational, "likelihood": model.likelihood, **shape}
 
 
 def save_model(path, model: VAE, extra: dict) -> None:
@@ -90,7 +101,8 @@ def load_model(path, device: torch.device | str = "cpu") -> tuple[VAE, dict]:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
         hparams = checkpoint["hparams"]
         pixels = checkpoint["state_dict"]["encoder.0.weight"].shape[1]
-        model = VAE(hparams["d"], hparams["variational"], hparams["likelihood"], pixels).to(device)
+        model = VAE(hparams["d"], hparams["variational"], hparams["likelihood"], pixels,
+                    hparams.get("hidden"), hparams.get("activation", "relu")).to(device)
         model.load_state_dict(checkpoint["state_dict"])
     except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, EOFError) as error:
         raise unreadable(path, error, "train") from None

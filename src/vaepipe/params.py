@@ -21,6 +21,7 @@ from vaepipe.errors import ParamsError
 from vaepipe.layout import FILES
 
 PARAMS_FILE = "params.yaml"
+MAX_WIDTH = 1 << 16  # units in one hidden layer
 MAX_IW_SAMPLES = 100_000  # papers use k ≤ 5000; far beyond, the bound would run for days
 
 
@@ -88,6 +89,8 @@ class Train:
     warmup_epochs: int = number(minimum=0)
     likelihood: str = one_of("bernoulli", "continuous-bernoulli", "discretized", "gaussian")
     device: str = one_of("auto", "cpu", "cuda")
+    adam_eps: float = number(above=0)  # Adam's ε: 1e-8 (PyTorch's), 1e-4 in Burda et al.
+    schedule: str = one_of("constant", "burda")  # burda: 3^i passes at lr · 10^(−i/7), i = 0…7
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,8 @@ class Params:
     beta: float = number(minimum=0)
     epochs: int = number(minimum=1)
     model: str = one_of("vae", "ae")
+    hidden: list[int] | None  # the widths of the hidden layers, input side first; null = [d²] (the notes)
+    activation: str = one_of("relu", "tanh")
     data: Data
     train: Train
     evaluate: Evaluate
@@ -160,6 +165,11 @@ class Params:
     @property
     def variational(self) -> bool:
         return self.model == "vae"
+
+    @property
+    def widths(self) -> list[int]:
+        """The hidden layers' widths, input side first (the decoder mirrors them)."""
+        return self.hidden if self.hidden is not None else [self.d ** 2]
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
@@ -243,6 +253,11 @@ def _check(value, hint, spec, key):
     too_high = meta.get("maximum") is not None and value > meta["maximum"]
     if too_low or too_high:
         raise ParamsError(f"{key}: must be {_allowed(hint, spec)}, got {shown(value)}")
+    if hint == list[int] | None and value is not None:
+        if not value or any(v < 1 or v > MAX_WIDTH for v in value):
+            raise ParamsError(f"{key}: must be null or a non-empty list of widths from 1 to {MAX_WIDTH}, "
+                              f"got {shown(value)}")
+        return [int(v) for v in value]
     if hint == list[int]:
         if not value or any(v < 0 for v in value) or len(set(value)) != len(value):
             raise ParamsError(f"{key}: must be a non-empty list of distinct epochs >= 0, got {shown(value)}")
@@ -282,7 +297,7 @@ def _allowed(hint, spec) -> str:
         return "one of " + ", ".join(meta["choices"])
     kind = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint)
     if kind is None:
-        return {list[int]: "a list of epochs",
+        return {list[int]: "a list of epochs", list[int] | None: "null or a list of layer widths",
                 str | list[str] | None: "null, a URL or folder, or a list of them",
                 dict[str, str] | None: "null or a mapping of file name to SHA-256"}.get(hint, "a mapping")
     bounds = []

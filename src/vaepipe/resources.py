@@ -51,15 +51,17 @@ def check_fits(needs: dict[str, float], device: torch.device | None = None) -> N
                         f"more than the {size(limit)} of {where}; lower {key}")
 
 
-# --- the model of the notes: Linear(784, d²) → ReLU → Linear(d², 2d); Linear(d, d²) → ReLU → Linear(d², 784)
+# --- the model: Linear(pixels, h₁) → … → Linear(h_last, 2d); the decoder mirrors it (the
+# notes: one hidden layer, h₁ = d²)
 
-def model_floats(d: int, pixels: int = 784) -> int:
-    hidden = d * d
-    return (pixels + 1) * hidden + (hidden + 1) * 2 * d + (d + 1) * hidden + (hidden + 1) * pixels
+def model_floats(d: int, pixels: int = 784, hidden: list[int] | None = None) -> int:
+    widths = hidden or [d * d]
+    encoder, decoder = [pixels, *widths, 2 * d], [d, *reversed(widths), pixels]
+    return sum((n_in + 1) * n_out for net in (encoder, decoder) for n_in, n_out in zip(net, net[1:]))
 
 
-def decode_floats(count: int, d: int, pixels: int = 784) -> int:
-    """Activations of decoding `count` codes: z, the hidden layer, logits and pixels."""
-    return count * (d + d * d + 2 * pixels)
+def decode_floats(count: int, d: int, pixels: int = 784, hidden: list[int] | None = None) -> int:
+    """Activations of decoding `count` codes: z, the hidden layers, logits and pixels."""
+    return count * (d + sum(hidden or [d * d]) + 2 * pixels)
 
 

@@ -56,8 +56,23 @@ class FusedAdam:
                            weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
 
 
-def make_optimizer(model: torch.nn.Module, lr: float) -> FusedAdam:
-    return FusedAdam(model.parameters(), lr)
+def make_optimizer(model: torch.nn.Module, lr: float, eps: float = 1e-8) -> FusedAdam:
+    return FusedAdam(model.parameters(), lr, eps=eps)
+
+
+BURDA_STAGES = 8  # i = 0…7: 3^i passes at lr · 10^(−i/7), 3280 passes in all
+
+
+def lr_at(epoch: int, lr: float, schedule: str) -> float:
+    """The learning rate of epoch `epoch` (1, 2, …): `lr`, or Burda et al.'s steps (their
+    i-th stage of 3^i passes at lr · 10^(−i/7); passes past the last stage keep its rate)."""
+    if schedule == "constant":
+        return lr
+    stage, end = 0, 1
+    while epoch > end and stage < BURDA_STAGES - 1:
+        stage += 1
+        end += 3 ** stage
+    return lr * 10 ** (-stage / 7)
 
 
 @dataclass
@@ -89,7 +104,7 @@ class LiveCurves:
         self.files = (Path(csv_path), Path(json_path))
         self.written = False
 
-    def __call__(self, history: History) -> None:
+    def __call__(self, history: History, model=None) -> None:
         write_csv(self.files[0], history.rows)
         self.written = True  # from here on the previous run's curves are gone
         write_json(self.files[1], {"train": history.last_train})
@@ -169,14 +184,15 @@ def kl_weight_at(epoch: int, beta: float, warmup_epochs: int) -> float:
 
 
 def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool = True,
-        on_epoch: Callable[[History], None] | None = None) -> tuple[VAE, History]:
+        on_epoch: Callable[[History, VAE], None] | None = None) -> tuple[VAE, History]:
     """Train the model `params` describe; the history holds every epoch, 0 to the last.
-    `on_epoch(history)` runs after each epoch is recorded (live curves)."""
+    `on_epoch(history, model)` runs after each epoch is recorded (live curves, bounds)."""
     device = pick_device(params.train.device)
     seed_everything(params.seed)
     generator = torch.Generator().manual_seed(params.seed)
-    model = VAE(params.d, params.variational, params.train.likelihood, train_x.shape[1]).to(device)
-    optimizer = make_optimizer(model, params.train.lr)
+    model = VAE(params.d, params.variational, params.train.likelihood, train_x.shape[1], params.widths,
+                params.activation).to(device)
+    optimizer = make_optimizer(model, params.train.lr, params.train.adam_eps)
     binarized = params.data.binarize
     train_x = as_modelled(train_x.to(device), "train", binarized)
     test_x = as_modelled(test_x.to(device), "test", binarized)
@@ -188,6 +204,7 @@ def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool =
         if epoch == 0:
             train_terms = untrained_terms(model, train_x, batch_size=params.train.batch_size, **options)
         else:
+            optimizer.lr = lr_at(epoch, params.train.lr, params.train.schedule)
             train_terms = train_epoch(model, optimizer, train_x, epoch=epoch,
                                       batch_size=params.train.batch_size, generator=generator,
                                       progress=progress, **options)
@@ -196,18 +213,17 @@ def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool =
                                        likelihood=params.train.likelihood)
         history.record(epoch, beta, train_terms, test_terms, mu, logvar)
         if on_epoch is not None:
-            on_epoch(history)
+            on_epoch(history, model)
     return model, history
 
 
 def training_needs(d: int, batch_size: int, epochs: int, n_train: int, n_test: int,
-                   pixels: int) -> dict[str, float]:
+                   pixels: int, hidden: list[int]) -> dict[str, float]:
     """Train: the data; the model with its gradient and Adam's two moments; one batch's
     activations forward and backward; the test set scored in chunks; the test codes of
     every epoch."""
-    hidden = d * d
-    per_image = 2 * (pixels + hidden + 2 * d + d + hidden + 2 * pixels)  # forward + gradients
+    per_image = 2 * (pixels + 2 * sum(hidden) + 2 * d + d + 2 * pixels)  # forward + gradients
     return {"data.dataset": (n_train + n_test) * pixels * FLOAT,
-            "d": 4 * model_floats(d, pixels) * FLOAT + min(n_test, CHUNK) * per_image * FLOAT,
+            "d": 4 * model_floats(d, pixels, hidden) * FLOAT + min(n_test, CHUNK) * per_image * FLOAT,
             "train.batch_size": min(batch_size, n_train) * per_image * FLOAT,
             "epochs": (epochs + 1) * n_test * 2 * d * FLOAT}

@@ -12,15 +12,17 @@
   // --- the model: y = W x + b with W stored [out, in], as the ONNX Gemm's B (transB = 1)
   let run, layers, images, mus;
 
-  function linear([W, b], x, relu) {
-    const n = x.length, y = new Float64Array(b.length);
+  // a layer, then the run's activation (ReLU or tanh) unless it is the last
+  function linear([W, b], x, activate) {
+    const n = x.length, y = new Float64Array(b.length), tanh = run.activation === "tanh";
     for (let o = 0; o < b.length; o++) {
       let s = b[o];
       for (let i = 0, row = o * n; i < n; i++) s += W[row + i] * x[i];
-      y[o] = relu && s < 0 ? 0 : s;
+      y[o] = !activate ? s : tanh ? Math.tanh(s) : s < 0 ? 0 : s;
     }
     return y;
   }
+  const through = (net, x) => net.reduce((h, layer, i) => linear(layer, h, i < net.length - 1), x);
 
   // the mean of p(x|z), as the figures draw it: sigmoid(l), or the continuous Bernoulli's
   // 1/(1 − e^−l) − 1/l with its series near l = 0 (vaepipe.loss.decoded_mean)
@@ -30,9 +32,9 @@
     return 1 / (1 - Math.exp(-l)) - 1 / l;
   }
 
-  ex.decode = (z) => linear(layers.decoder[1], linear(layers.decoder[0], z, true), false).map(mean);
+  ex.decode = (z) => through(layers.decoder, z).map(mean);
   ex.encode = (x) => {
-    const out = linear(layers.encoder[1], linear(layers.encoder[0], x, true), false);
+    const out = through(layers.encoder, x);
     return { mu: out.slice(0, run.d), logvar: out.slice(run.d) };
   };
 
@@ -232,8 +234,8 @@
     layers = {};
     for (const part of ["encoder", "decoder"]) {
       const shapes = run.layers[part];
-      const t = shapes.map(take);
-      layers[part] = [[t[0], t[1]], [t[2], t[3]]];
+      const t = shapes.map(take);  // weight, bias, weight, bias, …
+      layers[part] = t.filter((_, i) => i % 2 === 0).map((W, i) => [W, t[2 * i + 1]]);
     }
     ex.run = run;
     [SIDE, PIXELS] = [run.side, run.side * run.side];
