@@ -6,13 +6,13 @@ from vaepipe.projection import projection_needs, projection_rows, save_projectio
 from vaepipe.data import class_names
 from vaepipe.paths import CLASSES, PLOTS, SNAPSHOTS
 from vaepipe.resources import check_fits
-from vaepipe.snapshots import figure_epochs, last_epoch, load_snapshot
+from vaepipe.snapshots import figure_epochs, load_snapshot, stored_epochs
 
 
 def main(params):
     options = params.project
     folder = require(SNAPSHOTS, "train")
-    epochs = figure_epochs(options.epochs, last_epoch(folder))
+    epochs = figure_epochs(options.epochs, stored_epochs(folder))
     snapshots = {epoch: load_snapshot(folder, epoch) for epoch in epochs}
     mu = next(iter(snapshots.values()))["mu"]
     check_fits(projection_needs(mu.shape[1], options.points, len(mu), len(epochs)))

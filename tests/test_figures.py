@@ -114,6 +114,15 @@ def test_figure_epochs_past_the_run_are_dropped_and_the_last_is_shown(workdir):
 
 
 def test_figure_epochs_always_end_with_the_last():
-    assert figure_epochs([0, 5, 10], 10) == [0, 5, 10]
-    assert figure_epochs([0, 1], 10) == [0, 1, 10]
-    assert figure_epochs([20], 3) == [3]
+    every = list(range(11))
+    assert figure_epochs([0, 5, 10], every) == [0, 5, 10]
+    assert figure_epochs([0, 1], every) == [0, 1, 10]
+    assert figure_epochs([20], [0, 1, 2, 3]) == [3]
+    assert figure_epochs([0, 5, 10], [0, 4, 8, 11]) == [0, 4, 8, 11]  # a long run's kept epochs
+
+
+def test_a_long_run_keeps_about_a_hundred_epochs_of_codes():
+    from vaepipe.snapshots import kept_epochs
+    assert kept_epochs(10) == set(range(11)) and kept_epochs(100) == set(range(101))
+    long = kept_epochs(3280)
+    assert {0, 33, 3267, 3280} <= long and len(long) == 101

@@ -20,6 +20,7 @@ from vaepipe.loss import TERMS, vae_loss
 from vaepipe.metrics import CHUNK, score
 from vaepipe.model import VAE
 from vaepipe.resources import FLOAT, model_floats
+from vaepipe.snapshots import kept_epochs
 
 PROGRESS_UPDATES = 10  # running-loss refreshes per epoch: each one is a host sync on a GPU
 
@@ -77,18 +78,20 @@ def lr_at(epoch: int, lr: float, schedule: str) -> float:
 
 @dataclass
 class History:
-    """One row per epoch (row 0: the untrained model), the test-set codes at each, and
-    the last epoch's training terms."""
+    """One row per epoch (row 0: the untrained model), the test-set codes at each epoch in
+    `keep` (every epoch when None), and the last epoch's training terms."""
 
     rows: list[dict] = field(default_factory=list)
     codes: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     last_train: dict[str, float] = field(default_factory=dict)
+    keep: set[int] | None = None
 
     def record(self, epoch: int, beta: float, train_terms: dict, test_terms: dict, mu, logvar) -> None:
         splits = {"train": train_terms, "test": test_terms}
         self.rows.append({"epoch": epoch, "beta": beta} | {
             f"{split}_{name}": value for split, terms in splits.items() for name, value in terms.items()})
-        self.codes[epoch] = (mu.cpu(), logvar.cpu())
+        if self.keep is None or epoch in self.keep:
+            self.codes[epoch] = (mu.cpu(), logvar.cpu())
         self.last_train = train_terms
         print(f"epoch {epoch:3d}: " + "; ".join(
             f"{split} " + ", ".join(f"{name} {value:.2f}" for name, value in terms.items())
@@ -197,7 +200,7 @@ def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool =
     train_x = as_modelled(train_x.to(device), "train", binarized)
     test_x = as_modelled(test_x.to(device), "test", binarized)
     pixels = torch.Generator(device).manual_seed(params.seed) if binarized == "dynamic" else None
-    history = History()
+    history = History(keep=kept_epochs(params.epochs))
     for epoch in range(params.epochs + 1):
         beta = kl_weight_at(epoch, params.kl_weight, params.train.warmup_epochs)
         options = {"beta": beta, "likelihood": params.train.likelihood, "pixels": pixels}
@@ -226,4 +229,4 @@ def training_needs(d: int, batch_size: int, epochs: int, n_train: int, n_test: i
     return {"data.dataset": (n_train + n_test) * pixels * FLOAT,
             "d": 4 * model_floats(d, pixels, hidden) * FLOAT + min(n_test, CHUNK) * per_image * FLOAT,
             "train.batch_size": min(batch_size, n_train) * per_image * FLOAT,
-            "epochs": (epochs + 1) * n_test * 2 * d * FLOAT}
+            "epochs": len(kept_epochs(epochs)) * n_test * 2 * d * FLOAT}
