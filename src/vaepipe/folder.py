@@ -40,7 +40,7 @@ from vaepipe.resources import available_memory, size
 MAX_PIXELS = 50_000_000  # a 50-megapixel photo; a 30 000 × 30 000 claim is a bomb
 MAX_FILE_BYTES = 256 << 20
 MAX_CLASSES = 255  # labels are stored as bytes, like MNIST's
-SPLIT_SEED = 0  # the train/test split is the data's, not the run's: `seed` never changes it
+SPLIT_SALT = b"vaepipe split\0"  # the train/test split is the data's, not the run's: `seed` never changes it
 PARALLEL_FROM = 500  # fewer files convert faster in this process than workers start (benchmarks/folder.py)
 
 
@@ -213,17 +213,24 @@ def convert_all(paths: list[bytes], side: int, workers: int | None = None) -> li
         pool.terminate()
 
 
-def split_by_fraction(entries: list[Entry], fraction: float) -> dict[str, list[Entry]]:
-    """A seeded split, class by class: round(n × fraction) of each class's images to test,
-    at least one when the class has two or more, never all of them."""
-    rng = np.random.default_rng(SPLIT_SEED)
-    test: set[int] = set()
-    for label in sorted({entry.label for entry in entries}):
-        members = [i for i, entry in enumerate(entries) if entry.label == label]
-        count = min(max(round(len(members) * fraction), 1 if len(members) > 1 else 0), len(members) - 1)
-        test.update(members[i] for i in rng.permutation(len(members))[:count])
-    return {"train": [e for i, e in enumerate(entries) if i not in test],
-            "test": [e for i, e in enumerate(entries) if i in test]}
+def split_key(relative_path: bytes) -> float:
+    """Where a file falls in [0, 1): a hash of its path in the folder, the same everywhere."""
+    return int.from_bytes(hashlib.sha256(SPLIT_SALT + relative_path).digest()[:8], "big") / 2 ** 64
+
+
+def split_by_fraction(entries: list[Entry], fraction: float, root: bytes) -> dict[str, list[Entry]]:
+    """Each file to the test set when the hash of its path (relative to `root`) falls
+    under `fraction`: adding or removing images never moves another between the splits.
+    A class of two or more images keeps at least one on each side."""
+    keys = {id(e): split_key(os.path.relpath(e.path, root)) for e in entries}
+    test = {id(e) for e in entries if keys[id(e)] < fraction}
+    for label in {entry.label for entry in entries}:
+        members = sorted((e for e in entries if e.label == label), key=lambda e: keys[id(e)])
+        if len(members) > 1 and not any(id(e) in test for e in members):
+            test.add(id(members[0]))  # the one nearest the test side
+        if all(id(e) in test for e in members):
+            test.discard(id(members[-1]))
+    return {"train": [e for e in entries if id(e) not in test], "test": [e for e in entries if id(e) in test]}
 
 
 def _order(entry: Entry) -> tuple:
@@ -257,7 +264,7 @@ def read_folder(root: Path, side: int, test_fraction: float, *, workers: int | N
     converted = {id(entry): (pixels, digest, nbytes) for entry, pixels, digest, nbytes in usable}
     kept = [entry for entry, *_ in usable]
     splits = ({split: [e for e in part if id(e) in converted] for split, part in found.items()}
-              if isinstance(found, dict) else split_by_fraction(kept, test_fraction))
+              if isinstance(found, dict) else split_by_fraction(kept, test_fraction, os.fsencode(root)))
     folder = Folder(classes=classes, skipped=sorted(skipped, key=lambda row: row["file"]))
     for split in ("train", "test"):
         entries = sorted(splits[split], key=_order)

@@ -5,7 +5,8 @@ overlaid, and both runs' figures side by side.
     python -m vaepipe.review [BASE] [--out review]
 
 It reads only git-tracked files (metrics/, plots/) and DVC's diffs, so it works in a fresh
-clone with no DVC cache.
+clone with no DVC cache; for a folder of images it also lists the images that changed, when
+both runs' lists of files are in the cache or the remote.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from vaepipe.atomic import write_text  # noqa: E402
 from vaepipe.errors import UserError  # noqa: E402
 from vaepipe.markdown import escape, table, unsafe_links  # noqa: E402
 
+FILES_USED = "data/normalized/files.json"  # a folder of images: each split's files and SHA-256s
+LISTED = 20  # changed images named in the report, per kind of change
 HEADLINE = ["test.loss", "test.iw_nll", "samples.fd", "test.likelihood"]  # the last says what iw_nll is
 FIGURES = ["samples.png", "morph.png", "projection.png"]
 CURVES = "plots/training.csv"
@@ -107,6 +110,30 @@ def curves_figure(base_csv: bytes | None, path: Path) -> None:
     plt.close(fig)
 
 
+def files_by_name(text: str) -> dict[str, str]:
+    """{split/file: SHA-256} of a files.json."""
+    return {f"{split}: {row['file']}": row["sha256"] for split, rows in json.loads(text).items() for row in rows}
+
+
+def image_changes(base: str) -> list[str]:
+    """The report's lines on which images of a folder data set were added, removed or
+    changed since the base; none when the data set is not a folder."""
+    if not Path(FILES_USED).exists():
+        return []
+    import dvc.api
+
+    try:
+        before = files_by_name(dvc.api.read(FILES_USED, rev=base))
+    except Exception:  # noqa: BLE001 - not in the cache, not on the remote, or no folder at the base
+        return ["## Images that changed", "", "The base's list of images is not in this cache or on the remote "
+                "(`dvc pull` at the base, or `make share` there), so which images changed is not shown.", ""]
+    after = files_by_name(Path(FILES_USED).read_text())
+    kinds = {"added": sorted(after.keys() - before.keys()), "removed": sorted(before.keys() - after.keys()),
+             "changed": sorted(name for name in after.keys() & before.keys() if after[name] != before[name])}
+    rows = [[kind, len(names), ", ".join(names[:LISTED])] for kind, names in kinds.items()]
+    return ["## Images that changed", "", table(["images", "count", f"the first {LISTED}"], rows), ""]
+
+
 def report(base: str, out: Path) -> str:
     if base.startswith("-") or run("git", "rev-parse", "--verify", "--quiet", "--end-of-options",
                                    f"{base}^{{commit}}").returncode != 0:
@@ -118,7 +145,7 @@ def report(base: str, out: Path) -> str:
                   "`metrics/` and `plots/` to compare against it. Only this change's numbers follow.", ""]
     lines += ["## Headline metrics", "", headline(base), "",
               "## Params that changed", "", dvc_diff("params", base), "",
-              "## Metrics that changed", "", dvc_diff("metrics", base), ""]
+              "## Metrics that changed", "", dvc_diff("metrics", base), "", *image_changes(base)]
     curves_figure(at_base(base, CURVES), out / "curves.png")
     lines += ["## Training curves", "", "![training curves](curves.png)", "",
               "## Figures", "", "| figure | base | change |", "|---|---|---|"]
