@@ -129,7 +129,8 @@ def test_diverging_run_names_the_epoch_and_writes_no_model(normalized):
     line = one_line_error(run_stage("train", normalized))
     assert re.search(r"the loss became (nan|inf|-inf) at epoch \d+, batch \d+ of \d+", line)
     assert "lower train.lr" in line
-    assert not (normalized / "models").exists() and not (normalized / "metrics").exists()
+    assert not (normalized / "models").exists() and not (normalized / "plots").exists()
+    assert [path.name for path in (normalized / "metrics").iterdir()] == ["data.json"]  # normalize's, before
 
 
 class Payload:

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from vaepipe.atomic import write_tensors
 from vaepipe.layout import SIDE, side_of
 from vaepipe.metrics import chunks, class_balance, frechet_distance
-from vaepipe.model import unreadable
+from vaepipe.device import unreadable
 from vaepipe.resources import FLOAT
 
 

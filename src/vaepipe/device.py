@@ -1,5 +1,6 @@
-"""Where the networks run: `train.device` (auto, cpu or cuda), shared by every stage that
-runs one, so choosing a device never means importing the training loop."""
+"""Where the networks run, `train.device` (auto, cpu or cuda), and what a checkpoint that
+cannot be read says: shared by every stage that runs a network, so choosing a device or
+loading weights never means importing the training loop or another stage's model."""
 
 from __future__ import annotations
 
@@ -15,3 +16,10 @@ def pick_device(choice: str) -> torch.device:
     if choice == "auto":
         choice = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(choice)
+
+
+def unreadable(path, error: Exception, stage: str) -> UserError:
+    """A checkpoint that torch.load(weights_only=True) refuses, or that builds no model."""
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return UserError(f"{path} is not a model this project wrote ({reason[:120]}); "
+                     f"run `dvc repro {stage} --force` to rebuild it")

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from vaepipe.atomic import write_tensors
+from vaepipe.device import unreadable
 from vaepipe.layout import PIXELS
-from vaepipe.errors import UserError
 from vaepipe.loss import CONTINUOUS_BERNOULLI, decoded_mean
 
 
@@ -107,10 +107,3 @@ def load_model(path, device: torch.device | str = "cpu") -> tuple[VAE, dict]:
     except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, EOFError) as error:
         raise unreadable(path, error, "train") from None
     return model.eval(), hparams
-
-
-def unreadable(path, error: Exception, stage: str) -> UserError:
-    """A checkpoint that torch.load(weights_only=True) refuses, or that builds no model."""
-    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return UserError(f"{path} is not a model this project wrote ({reason[:120]}); "
-                     f"run `dvc repro {stage} --force` to rebuild it")
