@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "src"))
-from conftest import find_mnist  # noqa: E402
+from conftest import parse_with_mnist  # noqa: E402
 from vaepipe.folder import PARALLEL_FROM, read_folder  # noqa: E402
 from vaepipe.pngs import write_pngs  # noqa: E402
 
@@ -33,11 +33,7 @@ def timed(folder: Path, workers: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mnist", type=Path, default=find_mnist())
-    args = parser.parse_args()
-    if args.mnist is None:
-        sys.exit("the whole MNIST is not beside this checkout: pass --mnist FOLDER")
+    args = parse_with_mnist(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     cores = len(os.sched_getaffinity(0))
     os.environ.setdefault("TQDM_DISABLE", "1")
     with tempfile.TemporaryDirectory() as tmp:

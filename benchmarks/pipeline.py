@@ -22,7 +22,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import BIN, find_mnist, make_repo, stage_env  # noqa: E402
+from conftest import BIN, make_repo, parse_with_mnist, stage_env  # noqa: E402
 from test_pipeline import STAGES  # noqa: E402
 
 # runs a command and reports the peak RSS of its whole process tree (Linux propagates it up)
@@ -46,11 +46,7 @@ def timed(repo: Path, *args: str) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mnist", type=Path, default=find_mnist())
-    args = parser.parse_args()
-    if args.mnist is None:
-        sys.exit("the whole MNIST is not beside this checkout: pass --mnist FOLDER")
+    args = parse_with_mnist(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     with tempfile.TemporaryDirectory() as tmp:
         repo = make_repo(Path(tmp) / "repo", str(args.mnist.resolve()), dataset="mnist", fast=False)
         results = {stage: timed(repo, "repro", "-s", stage) for stage in STAGES}

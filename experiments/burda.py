@@ -24,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "src"))
-from conftest import find_mnist, set_params  # noqa: E402
+from conftest import parse_with_mnist, set_params  # noqa: E402
 from vaepipe.data import as_modelled  # noqa: E402
 from vaepipe.idx import read_split  # noqa: E402
 from vaepipe.metrics import decoder_log_likelihood, encode_all, iw_nll  # noqa: E402
@@ -41,10 +41,7 @@ def main() -> None:
     parser.add_argument("--stages", type=int, default=8, help="schedule stages to run (8 = all 3280 passes)")
     parser.add_argument("--test-images", type=int, default=10_000, help="the first test images the bound is on")
     parser.add_argument("--k", type=int, default=5000)
-    parser.add_argument("--mnist", type=Path, default=find_mnist())
-    args = parser.parse_args()
-    if args.mnist is None:
-        sys.exit("the whole MNIST is not beside this checkout: pass --mnist FOLDER")
+    args = parse_with_mnist(parser)
     ends = [sum(3 ** j for j in range(i + 1)) for i in range(args.stages)]
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "params.yaml").write_text((ROOT / "params.yaml").read_text())

@@ -218,6 +218,16 @@ def find_mnist() -> Path | None:
     return next((folder for folder in candidates if all((folder / name).exists() for name in FILES)), None)
 
 
+def parse_with_mnist(parser):
+    """A script's arguments with `--mnist FOLDER` (the whole MNIST, by default the copy beside
+    the checkout); exits with one line when there is none."""
+    parser.add_argument("--mnist", type=Path, default=find_mnist())
+    args = parser.parse_args()
+    if args.mnist is None:
+        sys.exit("the whole MNIST is not beside this checkout: pass --mnist FOLDER")
+    return args
+
+
 @pytest.fixture(scope="session")
 def mnist() -> Path:
     folder = find_mnist()
