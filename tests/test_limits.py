@@ -87,7 +87,7 @@ def params_restored(project):
 
 REFUSED = [  # (stage, change, key named, more than this many GB it would have needed)
     ("train", {"d": 3000}, "d", 100),
-    ("train", {"epochs": 10_000_000}, "epochs", 30),
+    ("train", {"epochs": 100_000_000}, "epochs", 30),  # the history's rows: a long run keeps ~100 epochs of codes
     ("evaluate", {"evaluate__fd_samples": 50_000_000}, "evaluate.fd_samples", 100),
     ("generate", {"generate__samples": 50_000_000}, "generate.samples", 0),
     ("generate", {"generate__reconstructions": 1000}, "generate.reconstructions", 0),

@@ -61,6 +61,7 @@ def make_optimizer(model: torch.nn.Module, lr: float, eps: float = 1e-8) -> Fuse
     return FusedAdam(model.parameters(), lr, eps=eps)
 
 
+ROW_BYTES = 1024  # one epoch's row of the history: a dict of about ten floats, generously
 BURDA_STAGES = 8  # i = 0…7: 3^i passes at lr · 10^(−i/7), 3280 passes in all
 
 
@@ -223,10 +224,10 @@ def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool =
 def training_needs(d: int, batch_size: int, epochs: int, n_train: int, n_test: int,
                    pixels: int, hidden: list[int]) -> dict[str, float]:
     """Train: the data; the model with its gradient and Adam's two moments; one batch's
-    activations forward and backward; the test set scored in chunks; the test codes of
-    every epoch."""
+    activations forward and backward; the test set scored in chunks; the test codes of the
+    epochs kept, and every epoch's row of the history (a Python dict, about ROW_BYTES)."""
     per_image = 2 * (pixels + 2 * sum(hidden) + 2 * d + d + 2 * pixels)  # forward + gradients
     return {"data.dataset": (n_train + n_test) * pixels * FLOAT,
             "d": 4 * model_floats(d, pixels, hidden) * FLOAT + min(n_test, CHUNK) * per_image * FLOAT,
             "train.batch_size": min(batch_size, n_train) * per_image * FLOAT,
-            "epochs": len(kept_epochs(epochs)) * n_test * 2 * d * FLOAT}
+            "epochs": len(kept_epochs(epochs)) * n_test * 2 * d * FLOAT + (epochs + 1) * ROW_BYTES}
