@@ -3,9 +3,15 @@ MNIST, run one stage at a time (`dvc repro -s`) from a clean workspace, then a `
 with nothing to do. The project is copied into a temporary git repository with only
 `data.mirror` changed, so the real checksum path runs.
 
-    python benchmarks/pipeline.py [--mnist ../shared/data/mnist]
+The reference is the course notebook's own training recipe on the same files
+(`--reference`, by default `shared/bench/notebook_recipe.py` beside the checkout), run just
+before and just after the pipeline, so that both see the same machine; the ratio is the
+pipeline's total over the mean of its two runs.
 
-The last line is `total_s=… download_s=… … noop_s=… peak_gb=…`.
+    python benchmarks/pipeline.py [--mnist ../shared/data/mnist] [--reference notebook_recipe.py]
+
+The last line is `total_s=… download_s=… … noop_s=… peak_gb=… reference_s=… ratio=…`
+(without the last two when there is no reference).
 """
 
 from __future__ import annotations
@@ -32,25 +38,37 @@ MEASURE = ("import resource, subprocess, sys\n"
            "sys.exit(code)\n")
 
 
-def timed(repo: Path, *args: str) -> tuple[float, int]:
-    """Seconds and peak bytes of one `dvc` command."""
+def timed(folder: Path, *command: str) -> tuple[float, int]:
+    """Seconds and peak bytes of one command (its output discarded)."""
     env = stage_env()
     env.pop("PYTHONPATH")
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", MEASURE, str(BIN / "dvc"), *args], cwd=repo,
+    result = subprocess.run([sys.executable, "-c", MEASURE, *command], cwd=folder,
                             env=env, stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - start
     if result.returncode != 0:
-        sys.exit(f"dvc {' '.join(args)} failed:\n{result.stderr}")
+        sys.exit(f"{' '.join(command)} failed:\n{result.stderr}")
     return seconds, int(result.stderr.split()[-1]) * 1024
 
 
+def default_reference() -> Path | None:
+    found = [parent / "shared" / "bench" / "notebook_recipe.py" for parent in ROOT.parents]
+    return next((path for path in found if path.exists()), None)
+
+
 def main() -> None:
-    args = parse_with_mnist(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference", type=Path, default=default_reference(),
+                        help="the notebook's recipe: a script taking the MNIST folder")
+    args = parse_with_mnist(parser)
+    mnist = args.mnist.resolve()
+    reference = [] if args.reference is None else [sys.executable, str(args.reference.resolve()), str(mnist)]
     with tempfile.TemporaryDirectory() as tmp:
-        repo = make_repo(Path(tmp) / "repo", str(args.mnist.resolve()), dataset="mnist", fast=False)
-        results = {stage: timed(repo, "repro", "-s", stage) for stage in STAGES}
-        noop, _ = timed(repo, "repro")
+        repo = make_repo(Path(tmp) / "repo", str(mnist), dataset="mnist", fast=False)
+        before = timed(repo, *reference) if reference else None
+        results = {stage: timed(repo, str(BIN / "dvc"), "repro", "-s", stage) for stage in STAGES}
+        noop, _ = timed(repo, str(BIN / "dvc"), "repro")
+        after = timed(repo, *reference) if reference else None
     total = sum(seconds for seconds, _ in results.values())
     print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, data {args.mnist}")
@@ -60,8 +78,16 @@ def main() -> None:
     peak = max(peak for _, peak in results.values())
     print(f"{'total':<12}{total:8.1f}{peak / 2**20:9.0f}")
     print(f"{'no-op repro':<12}{noop:8.1f}")
-    print(" ".join([f"total_s={total:.1f}"] + [f"{stage}_s={seconds:.1f}" for stage, (seconds, _) in results.items()]
-                   + [f"noop_s={noop:.1f}", f"peak_gb={peak / 2**30:.2f}"]))
+    summary = ([f"total_s={total:.1f}"] + [f"{stage}_s={seconds:.1f}" for stage, (seconds, _) in results.items()]
+               + [f"noop_s={noop:.1f}", f"peak_gb={peak / 2**30:.2f}"])
+    if reference:
+        seconds = (before[0] + after[0]) / 2
+        print(f"{'reference':<12}{seconds:8.1f}{max(before[1], after[1]) / 2**20:9.0f}"
+              f"   the notebook's recipe ({before[0]:.1f} s before the pipeline, {after[0]:.1f} s after)")
+        summary += [f"reference_s={seconds:.1f}", f"ratio={total / seconds:.2f}"]
+    else:
+        print("no reference: pass --reference notebook_recipe.py for the ratio")
+    print(" ".join(summary))
 
 
 if __name__ == "__main__":

@@ -173,7 +173,8 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     keep_freed_memory()  # as every stage does
-    print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+    print(f"# {platform.processor() or platform.machine()} ({torch.backends.cpu.get_cpu_capability()}), "
+          f"{torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, device {device}, "
           f"data: {data_source()[0]}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -197,7 +198,8 @@ def main() -> None:
         print(f"{batch_size:>5} {m['a']:>14.3f} {m['b']:>16.3f} {m['c']:>11.3f} "
               f"{m['a'] / m['b']:>6.3f} {m['a'] / m['c']:>6.2f}")
     final = results[256] if 256 in results else results[args.batch_sizes[-1]]
-    print(f"speedup_vs_reference={final['b'] / final['a']:.2f} gemm_ratio={final['a'] / final['c']:.2f}")
+    print(f"speedup_vs_reference={final['b'] / final['a']:.2f} gemm_ratio={final['a'] / final['c']:.2f} "
+          f"isa={torch.backends.cpu.get_cpu_capability() if device.type == 'cpu' else device.type}")
 
 
 if __name__ == "__main__":
