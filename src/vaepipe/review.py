@@ -26,6 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from vaepipe.atomic import write_text  # noqa: E402
+from vaepipe.dvcjson import dvc_json  # noqa: E402
 from vaepipe.errors import UserError  # noqa: E402
 from vaepipe.markdown import escape, table, unsafe_links  # noqa: E402
 
@@ -44,15 +45,6 @@ def at_base(base: str, path: str) -> bytes | None:
     """A git-tracked file as it is at `base`, or None when it is not there."""
     result = subprocess.run(["git", "show", "--end-of-options", f"{base}:{path}"], capture_output=True)
     return result.stdout if result.returncode == 0 else None
-
-
-def dvc_json(*args: str) -> dict:
-    """A `dvc … --json` answer; a failure is one line naming the command."""
-    result = run("dvc", *args, "--json")
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"dvc {' '.join(args[:2])} failed: {last[:200]}")
-    return json.loads(result.stdout or "{}")
 
 
 def dvc_diff(kind: str, base: str) -> str:

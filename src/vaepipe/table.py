@@ -1,0 +1,116 @@
+"""Experiments as one table: `dvc exp show --json` read into pandas, one row per run with
+the params that differ between the runs and the metrics a sweep compares (the tables of
+docs/latent.md and docs/likelihoods.md).
+
+    python -m vaepipe.table [--csv] [--metrics test.kl,test.recon] [-- DVC_EXP_SHOW_ARGS]
+
+e.g. `python -m vaepipe.table -- --all-commits` for every experiment of every commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import sys
+
+import pandas as pd
+
+from vaepipe.dvcjson import dvc_json
+from vaepipe.errors import UserError
+
+METRICS = ["test.kl", "test.recon", "test.loss", "test.iw_nll", "test.active_units", "samples.fd", "samples_gmm.fd"]
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """Nested params or metrics as dotted keys: {"train": {"lr": 1e-3}} -> {"train.lr": 1e-3};
+    a list becomes its text, so that it compares and sorts."""
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value) if isinstance(value, list) else value
+    return flat
+
+
+def read_run(entry: dict) -> tuple[dict, dict] | None:
+    """(params, metrics) of one revision of `dvc exp show --json`; None for a run that
+    failed or is still queued (it has no data)."""
+    data = entry.get("data") or {}
+    if entry.get("error") or not data:
+        return None
+    found = {}
+    for kind in ("params", "metrics"):
+        found[kind] = {}
+        for content in (data.get(kind) or {}).values():
+            found[kind].update(flatten(content.get("data") or {}))
+    return found["params"], found["metrics"]
+
+
+def runs(show: list[dict]) -> pd.DataFrame:
+    """Every run of `dvc exp show --json`: the baselines (commits) and their experiments,
+    the workspace last, left out where it repeats a run; columns ("params", key) and
+    ("metrics", key), and the run's name as the index."""
+    entries = []
+    for baseline in show:
+        entries.append(baseline)
+        entries += [rev for group in baseline.get("experiments") or [] for rev in group.get("revs") or []]
+    entries.sort(key=lambda entry: entry.get("rev") == "workspace")
+    records, names = [], []
+    for entry in entries:
+        found = read_run(entry)
+        if found is not None:
+            params, metrics = found
+            records.append({**{("params", k): v for k, v in params.items()},
+                            **{("metrics", k): v for k, v in metrics.items()}})
+            names.append(entry.get("name") or entry.get("rev", "")[:7])
+    frame = pd.DataFrame(records, index=pd.Index(names, name="experiment"))
+    frame.columns = pd.MultiIndex.from_tuples(frame.columns) if len(frame.columns) else frame.columns
+    return frame[~frame.astype(str).duplicated()]
+
+
+def sweep(frame: pd.DataFrame, metrics: list[str] = METRICS) -> tuple[pd.DataFrame, list[str]]:
+    """The params that differ between the runs, sorted by them, beside the chosen metrics
+    (those that some run has), with flat column names; and the names of those params."""
+    if frame.empty:
+        return pd.DataFrame(), []
+    params = frame["params"]
+    varying = [key for key in params if params[key].astype(str).nunique() > 1]
+    shown = [key for key in metrics if key in frame["metrics"]]
+    table = pd.concat([params[varying], frame["metrics"][shown]], axis=1)
+    return (table.sort_values(varying, kind="stable") if varying else table), varying
+
+
+def readable(table: pd.DataFrame, params: list[str]) -> pd.DataFrame:
+    """Params as written (`0.25`, `2`), metrics to two decimals (four digits below 1), – where
+    a run lacks a metric: the form of the README's tables."""
+    def metric(value):
+        if not isinstance(value, float):
+            return "–" if value is None else str(value)
+        return "–" if math.isnan(value) else f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:.4g}"
+    return table.apply(lambda column: column.map(lambda value: f"{value:g}" if isinstance(value, float) else str(value))
+                       if column.name in params else column.map(metric))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--csv", action="store_true", help="CSV, every value in full, instead of Markdown")
+    parser.add_argument("--metrics", default=",".join(METRICS), help="comma-separated metric names")
+    parser.add_argument("show_args", nargs="*", help="passed to `dvc exp show` (after --)")
+    args = parser.parse_args(argv)
+    if shutil.which("dvc") is None:
+        sys.exit("error: dvc is not on PATH: activate .venv")
+    try:
+        show = dvc_json("exp", "show", *args.show_args)
+    except UserError as error:
+        sys.exit(f"error: {error}")
+    table, params = sweep(runs(show), [name for name in args.metrics.split(",") if name])
+    if table.empty:
+        sys.exit("error: no run with params or metrics yet: run `dvc repro` or `dvc exp run` first")
+    print(table.to_csv(), end="") if args.csv else print(readable(table, params).to_markdown(disable_numparse=True))
+
+
+if __name__ == "__main__":
+    main()

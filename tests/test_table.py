@@ -1,0 +1,80 @@
+"""`python -m vaepipe.table`: real experiments of a real DVC repository, read back as the
+sweep table the docs print."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+
+import pytest
+
+from conftest import dvc, git, stage_env
+
+# a one-stage pipeline whose metrics are exact functions of its params
+STAGE = """import json, yaml
+p = yaml.safe_load(open("params.yaml"))
+beta = p["beta"]
+json.dump({"test": {"kl": 24 / beta, "recon": 70 + 3 * beta, "loss": 70 + 3 * beta + 24},
+           "samples": {"fd": 100 + beta}}, open("eval.json", "w"))
+"""
+DVC_YAML = """stages:
+  evaluate:
+    cmd: python stage.py
+    deps: [stage.py]
+    params: [beta, train.lr]
+    metrics: [eval.json]
+"""
+
+
+@pytest.fixture(scope="module")
+def sweep_repo(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sweep")
+    (folder / "stage.py").write_text(STAGE)
+    (folder / "dvc.yaml").write_text(DVC_YAML)
+    (folder / "params.yaml").write_text("beta: 1\ntrain:\n  lr: 0.001\n  batch_size: 256\n")
+    git(folder, "init", "-q", "-b", "main")
+    dvc(folder, "init", "-q")
+    dvc(folder, "config", "core.analytics", "false")
+    dvc(folder, "repro")
+    git(folder, "add", "-A")
+    git(folder, "commit", "-q", "-m", "baseline")
+    for beta in ("4", "0.25"):
+        dvc(folder, "exp", "run", "-n", f"beta-{beta}", "-S", f"beta={beta}")
+    return folder
+
+
+def table(folder, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vaepipe.table", *args], cwd=folder, env=stage_env(),
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_every_experiment_is_a_row_sorted_by_the_param_that_varies(sweep_repo):
+    result = table(sweep_repo)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    # only the param that differs between the runs; train.lr is the same everywhere
+    assert header == ["experiment", "beta", "test.kl", "test.recon", "test.loss", "samples.fd"]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+    assert rows == [["beta-0.25", "0.25", "96.00", "70.75", "94.75", "100.25"],
+                    ["main", "1", "24.00", "73.00", "97.00", "101.00"],
+                    ["beta-4", "4", "6.00", "82.00", "106.00", "104.00"]]
+
+
+def test_csv_keeps_every_value_in_full_and_metrics_picks_the_columns(sweep_repo):
+    result = table(sweep_repo, "--csv", "--metrics", "test.kl,missing.metric")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [row["experiment"] for row in rows] == ["beta-0.25", "main", "beta-4"]
+    assert [float(row["test.kl"]) for row in rows] == [96.0, 24.0, 6.0]
+    assert list(rows[0]) == ["experiment", "beta", "test.kl"]  # a metric no run has is left out
+
+
+def test_outside_a_dvc_repository_one_line_and_a_failure(tmp_path):
+    git(tmp_path, "init", "-q")
+    result = table(tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: dvc exp show failed") and len(result.stderr.splitlines()) == 1
+    assert "Traceback" not in result.stderr
