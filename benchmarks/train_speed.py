@@ -33,7 +33,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 from conftest import find_mnist  # noqa: E402
-from vaepipe.cli import keep_freed_memory  # noqa: E402
+from vaepipe.stage import keep_freed_memory  # noqa: E402
 from vaepipe.layout import FILES  # noqa: E402
 from vaepipe.idx import read_split, write_idx  # noqa: E402
 from vaepipe.model import VAE  # noqa: E402

@@ -5,9 +5,9 @@ import sys
 
 from vaepipe.atomic import write_json
 from vaepipe.classifier import accuracy, classifier_needs, save_classifier, train_classifier
-from vaepipe.cli import require, run_stage
+from vaepipe.stage import require, run_stage
 from vaepipe.data import class_names, load_split, split_shape
-from vaepipe.paths import CLASSES, CLASSIFIER, METRICS, normalized
+from vaepipe.outputs import CLASSES, CLASSIFIER, METRICS, normalized
 from vaepipe.resources import check_fits
 from vaepipe.device import pick_device
 

@@ -2,9 +2,9 @@
 (nothing for a folder of images, which the normalize stage reads where it is)."""
 
 from vaepipe.atomic import atomic_path
-from vaepipe.cli import run_stage
+from vaepipe.stage import run_stage
 from vaepipe.download import download
-from vaepipe.paths import RAW
+from vaepipe.outputs import RAW
 
 
 def main(params):

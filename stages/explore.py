@@ -3,10 +3,10 @@
 
 import dataclasses
 
-from vaepipe.cli import require, run_stage
+from vaepipe.stage import require, run_stage
 from vaepipe.data import class_names, load_split
 from vaepipe.explorer import build, flat, read_json
-from vaepipe.paths import CLASSES, EXPLORER, METRICS, MIXTURE, ONNX, PLOTS, SNAPSHOTS, normalized
+from vaepipe.outputs import CLASSES, EXPLORER, METRICS, MIXTURE, ONNX, PLOTS, SNAPSHOTS, normalized
 from vaepipe.snapshots import last_epoch, load_snapshot
 
 # what the run is (not where its data came from or where it ran): the stage's params in dvc.yaml

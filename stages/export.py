@@ -1,9 +1,9 @@
 """Stage export: models/onnx/{encoder,decoder}.onnx, each checked against PyTorch."""
 
-from vaepipe.cli import require, run_stage
+from vaepipe.stage import require, run_stage
 from vaepipe.export import TOLERANCE, export
 from vaepipe.model import load_model
-from vaepipe.paths import MODEL, ONNX
+from vaepipe.outputs import MODEL, ONNX
 
 
 def main(params):

@@ -1,10 +1,10 @@
 """Stage generate: plots/samples.png, plots/reconstructions.png and plots/morph.png."""
 
-from vaepipe.cli import require, run_stage
+from vaepipe.stage import require, run_stage
 from vaepipe.data import as_modelled, class_names, load_split
 from vaepipe.generation import generate_figures, generate_needs
 from vaepipe.model import load_model
-from vaepipe.paths import CLASSES, MODEL, PLOTS, normalized
+from vaepipe.outputs import CLASSES, MODEL, PLOTS, normalized
 from vaepipe.resources import check_fits
 
 

@@ -5,12 +5,12 @@ import sys
 from pathlib import Path
 
 from vaepipe.atomic import atomic_path, write_json
-from vaepipe.cli import require, run_stage
+from vaepipe.stage import require, run_stage
 from vaepipe.data import DIGITS, save_split
 from vaepipe.folder import read_folder
 from vaepipe.idx import read_split
 from vaepipe.layout import SPLITS, unit_floats
-from vaepipe.paths import CLASSES, DATA_REPORT, FILES_USED, NORMALIZED, RAW
+from vaepipe.outputs import CLASSES, DATA_REPORT, FILES_USED, NORMALIZED, RAW
 
 
 def main(params):

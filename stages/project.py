@@ -1,10 +1,10 @@
 """Stage project: the test-set means by epoch in 2-D, plots/projection.{png,csv} (figure 8)."""
 
 from vaepipe.atomic import write_csv
-from vaepipe.cli import require, run_stage
+from vaepipe.stage import require, run_stage
 from vaepipe.projection import projection_needs, projection_rows, save_projection_figure
 from vaepipe.data import class_names
-from vaepipe.paths import CLASSES, PLOTS, SNAPSHOTS
+from vaepipe.outputs import CLASSES, PLOTS, SNAPSHOTS
 from vaepipe.resources import check_fits
 from vaepipe.snapshots import figure_epochs, load_snapshot, stored_epochs
 

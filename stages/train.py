@@ -1,9 +1,9 @@
 """Stage train: the model, its per-epoch history, and the test-set codes at every epoch."""
 
-from vaepipe.cli import require, run_stage
+from vaepipe.stage import require, run_stage
 from vaepipe.data import load_split, split_length, split_shape
 from vaepipe.model import save_model
-from vaepipe.paths import METRICS, MODEL, PLOTS, SNAPSHOTS, normalized
+from vaepipe.outputs import METRICS, MODEL, PLOTS, SNAPSHOTS, normalized
 from vaepipe.resources import check_fits
 from vaepipe.snapshots import save_snapshots
 from vaepipe.device import pick_device
@@ -25,7 +25,7 @@ def main(params):
         live.discard()
         raise
     save_snapshots(SNAPSHOTS, history.codes, test_labels)
-    save_model(MODEL, model, {"beta": params.kl_weight, "binarize": params.data.binarize})
+    save_model(MODEL, model, {"beta": params.trained_beta, "binarize": params.data.binarize})
 
 
 if __name__ == "__main__":

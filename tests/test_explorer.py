@@ -170,7 +170,7 @@ def test_tampered_onnx_fails_the_check_in_one_line(repo, tmp_path):
     first.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(first) * 1.01, first.name))
     onnx.save(decoder, str(copy / "models/onnx/decoder.onnx"))
     script = ("import sys; from vaepipe.export import check_files; from vaepipe.model import load_model\n"
-              "from vaepipe.cli import run_stage\n"
+              "from vaepipe.stage import run_stage\n"
               "run_stage(lambda params: check_files(load_model('models/model.pt')[0], 'models/onnx'))")
     result = subprocess.run([str(BIN / "python"), "-c", script], cwd=copy, env=stage_env(), capture_output=True,
                             text=True)

@@ -13,7 +13,7 @@ from vaepipe.latent import (by_kl, dimension_stats, fit_mixture, manifold_codes,
                             sample_mixture, save_kl_figure, save_traversal_figure, traversal_images)
 from vaepipe.loss import kl_per_dim
 from vaepipe.model import VAE
-from vaepipe.train import kl_weight_at
+from vaepipe.train import beta_at
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -110,8 +110,8 @@ def test_mixture_samples_come_from_the_fitted_mixture():
 
 
 def test_warmup_raises_beta_linearly_from_zero():
-    assert [kl_weight_at(e, 2.0, 4) for e in range(7)] == [0.0, 0.0, 0.5, 1.0, 1.5, 2.0, 2.0]
-    assert [kl_weight_at(e, 2.0, 0) for e in range(3)] == [2.0, 2.0, 2.0]  # the notes: no warm-up
+    assert [beta_at(e, 2.0, 4) for e in range(7)] == [0.0, 0.0, 0.5, 1.0, 1.5, 2.0, 2.0]
+    assert [beta_at(e, 2.0, 0) for e in range(3)] == [2.0, 2.0, 2.0]  # the notes: no warm-up
 
 
 def test_warmup_is_recorded_in_the_training_history():
@@ -139,10 +139,10 @@ def test_figure_sizes_are_checked_before_drawing():
 
     options = SimpleNamespace(traversal_images=2, traversal_dims=20, traversal_steps=9, manifold_steps=15,
                               gmm_components=10, gmm_images=30_000)
-    assert all(value > 0 for value in latent_needs(20, options, 10_000, 60_000, 784).values())
+    assert all(value > 0 for value in latent_needs(20, options, 60_000, 784).values())
     with pytest.raises(UserError, match="latent.manifold_steps: makes a figure of"):
-        latent_needs(20, SimpleNamespace(**{**vars(options), "manifold_steps": MAX_SIDE // 80}), 10, 60, 784)
+        latent_needs(20, SimpleNamespace(**{**vars(options), "manifold_steps": MAX_SIDE // 80}), 60, 784)
     with pytest.raises(UserError, match="latent.gmm_components: 1000 components for 600 training images"):
-        latent_needs(20, SimpleNamespace(**{**vars(options), "gmm_components": 1000}), 10, 600, 784)
+        latent_needs(20, SimpleNamespace(**{**vars(options), "gmm_components": 1000}), 600, 784)
     with pytest.raises(UserError, match="latent.gmm_components: 1000 components for 500 training images"):
-        latent_needs(20, SimpleNamespace(**{**vars(options), "gmm_components": 1000, "gmm_images": 500}), 10, 600, 784)
+        latent_needs(20, SimpleNamespace(**{**vars(options), "gmm_components": 1000, "gmm_images": 500}), 600, 784)

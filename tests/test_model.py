@@ -90,7 +90,7 @@ def test_ae_never_samples_and_has_no_kl_term():
     assert torch.equal(ae.reparameterise(mu, logvar), mu)
     x = batch(4)
     logits, mu, logvar = ae(x)
-    terms = vae_loss(logits, x, mu, logvar, beta=0.0, likelihood="bernoulli")  # kl_weight of an AE
+    terms = vae_loss(logits, x, mu, logvar, beta=0.0, likelihood="bernoulli")  # trained_beta of an AE
     assert terms["kl"] > 0 and torch.equal(terms["loss"], terms["recon"])
     terms["loss"].backward()
     logvar_rows = ae.encoder[2].weight.grad[6:]  # the log σ² half of the encoder's output

@@ -101,7 +101,7 @@ def test_defaults_load_as_typed_values():
     params = load_params(ROOT / "params.yaml")
     assert (params.seed, params.d, params.beta, params.epochs, params.model) == (1, 20, 1.0, 10, "vae")
     assert params.train.batch_size == 256 and params.train.lr == 0.001
-    assert params.project.epochs == [0, 5, 10] and params.kl_weight == 1.0
+    assert params.project.epochs == [0, 5, 10] and params.trained_beta == 1.0
 
 
 def write_params(workdir, old: str, new: str):

@@ -15,6 +15,10 @@ from vaepipe.layout import SIDE, side_of
 from vaepipe.metrics import chunks, class_balance, frechet_distance
 from vaepipe.device import unreadable
 from vaepipe.resources import FLOAT
+from vaepipe.params import ClassifierParams
+
+
+FEATURES = 128  # the penultimate layer: what samples.fd compares
 
 
 def grid_of(side: int) -> int:
@@ -26,14 +30,14 @@ class Classifier(nn.Module):
     def __init__(self, side: int = SIDE, classes: int = 10, grid: int | None = None):
         super().__init__()
         grid = grid or grid_of(side)
-        # strided convolutions, not convolutions then max-pooling: on a CPU, 4.5× faster to
-        # train and 16× faster to score, at the same accuracy
+        # strided convolutions, not convolutions then max-pooling: on a CPU several times
+        # faster to train and to score, at the same accuracy (docs/performance.md)
         self.features = nn.Sequential(
             nn.Conv2d(1, 16, 5, stride=2, padding=2), nn.ReLU(),       # 16 × 14 × 14 for MNIST
             nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),      # 32 × 7 × 7
-            nn.Flatten(), nn.Linear(32 * grid * grid, 128), nn.ReLU(),  # the scored features
+            nn.Flatten(), nn.Linear(32 * grid * grid, FEATURES), nn.ReLU(),  # the scored features
         )
-        self.head = nn.Linear(128, classes)
+        self.head = nn.Linear(FEATURES, classes)
 
     @property
     def classes(self) -> int:
@@ -49,7 +53,7 @@ def as_images(x: torch.Tensor) -> torch.Tensor:
     return x.view(-1, 1, side, side)
 
 
-def train_classifier(options, train_x, train_y, classes: int, *, device: torch.device) -> Classifier:
+def train_classifier(options: ClassifierParams, train_x, train_y, classes: int, *, device: torch.device) -> Classifier:
     torch.manual_seed(options.seed)
     generator = torch.Generator().manual_seed(options.seed)
     model = Classifier(side_of(train_x.shape[1]), classes).to(device)
@@ -74,7 +78,7 @@ def train_classifier(options, train_x, train_y, classes: int, *, device: torch.d
 
 @torch.no_grad()
 def features_and_predictions(model: Classifier, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Penultimate-layer features [N, 128] and predicted classes [N]."""
+    """Penultimate-layer features [N, FEATURES] and predicted classes [N]."""
     model.eval()
     features = torch.cat([model.features(as_images(x[part])) for part in chunks(len(x))])
     return features, model.head(features).argmax(dim=1)
@@ -117,8 +121,15 @@ def load_classifier(path, device: torch.device | str = "cpu") -> Classifier | No
 
 
 def classifier_needs(batch_size: int, n_train: int, pixels: int, classes: int) -> dict[str, float]:
-    """Classifier: one batch's activations (conv 16×14×14, conv 32×7×7, 128 features for
+    """Classifier: one batch's activations (conv 16×14×14, conv 32×7×7, the features for
     MNIST, each before and after its ReLU) forward and backward."""
     half, grid = (side_of(pixels) + 1) // 2, grid_of(side_of(pixels))
-    per_image = 2 * 2 * (16 * half * half + 32 * grid * grid + 128 + classes)
+    per_image = 2 * 2 * (16 * half * half + 32 * grid * grid + FEATURES + classes)
     return {"classifier.batch_size": min(batch_size, n_train) * per_image * FLOAT}
+
+
+def scoring_needs(samples: int, d: int, n_test: int) -> dict[str, float]:
+    """`sample_quality` of `samples` codes: the codes, and the features of their decodings
+    and of the test images, each in float32 and twice in float64 (the Fréchet distance's
+    copies). Keyed by the param that sets `samples`."""
+    return {"evaluate.fd_samples": samples * 2 * d * 8 + (samples + n_test) * FEATURES * (FLOAT + 2 * 8)}

@@ -81,7 +81,7 @@ DATASETS = {
     },
 }
 MD5SUMS = "MD5SUMS"
-CHUNK = 1 << 20
+BLOCK_BYTES = 1 << 20
 LARGEST_IDX = 60000 * PIXELS + 16  # the official training images: no official file is longer
 # a .gz of the official files is never longer than what it holds plus gzip's few bytes a block
 LARGEST_OFFICIAL_GZ = LARGEST_IDX + LARGEST_IDX // 100 + (1 << 16)
@@ -132,7 +132,7 @@ def _copy_with_hashes(stream, target: Path, limits: Limits) -> tuple[str, str]:
             if expected is not None and expected > limits.max_bytes:
                 raise FetchError(f"{expected} bytes announced, more than the {limits.max_bytes} bytes it can hold")
             written = 0
-            while chunk := stream.read(CHUNK):
+            while chunk := stream.read(BLOCK_BYTES):
                 md5.update(chunk)
                 sha256.update(chunk)
                 out.write(chunk)
@@ -155,7 +155,7 @@ def idx_md5(path: Path) -> str | None:
     md5, read = hashlib.md5(), 0
     try:
         with gzip.open(path, "rb") as stream:
-            while chunk := stream.read(CHUNK):
+            while chunk := stream.read(BLOCK_BYTES):
                 md5.update(chunk)
                 read += len(chunk)
                 if read > LARGEST_IDX:

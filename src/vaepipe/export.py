@@ -2,7 +2,7 @@
 picture the figures show: the mean of p(x|z)), each checked against PyTorch as written.
 
 Exported with torch.onnx's TorchScript exporter: for four linear layers it is exact and
-takes 0.1 s, where the torch.export-based one imports torch._dynamo and onnxscript. The
+quick, where the torch.export-based one imports torch._dynamo and onnxscript. The
 hyper-parameters travel in each file's metadata, so a reader needs nothing else.
 """
 

@@ -18,7 +18,8 @@ import torch  # noqa: E402
 
 from vaepipe.atomic import atomic_path  # noqa: E402
 from vaepipe.layout import PIXELS, SIDE, side_of  # noqa: E402
-from vaepipe.resources import FLOAT, decode_floats
+from vaepipe.network import decode_floats
+from vaepipe.resources import FLOAT
 from vaepipe.errors import UserError
 
 SCALE = 3          # screen pixels per image pixel
@@ -67,7 +68,7 @@ def save_digit_figure(path, grid: np.ndarray, title: str, row_names: list[str] |
 
     The text is drawn by matplotlib; the grid's pixels are then written into the drawn
     canvas as the gray colormap colours them. imshow would draw the same pixels, but only
-    after resampling a float copy of the grid (170 MB for the traversal figure).
+    after resampling a float copy of the whole grid, the largest allocation of its stage.
     """
     height, width = grid.shape
     left = LABEL_BAND if row_names else 0  # figure_size gives the whole figure's size

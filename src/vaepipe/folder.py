@@ -49,6 +49,9 @@ class Entry:
     path: bytes  # as the file system spells it
     name: str  # relative to data.path, printable
     label: int  # -1 when unlabelled
+    pixels: bytes | None = None  # side × side bytes once converted; None for a file skipped
+    sha256: str = ""  # of the file's bytes
+    nbytes: int = 0  # the file's size
 
 
 @dataclass
@@ -191,7 +194,7 @@ def _convert_one(job: tuple[bytes, int]):
 
 def _worker_signals() -> None:
     """A worker leaves Ctrl-C to the stage, and dies at once when the pool terminates: the
-    stage's own handlers (vaepipe.cli) would turn that into an exception in each worker."""
+    stage's own handlers (vaepipe.stage) would turn that into an exception in each worker."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
@@ -221,16 +224,18 @@ def split_key(relative_path: bytes) -> float:
 def split_by_fraction(entries: list[Entry], fraction: float, root: bytes) -> dict[str, list[Entry]]:
     """Each file to the test set when the hash of its path (relative to `root`) falls
     under `fraction`: adding or removing images never moves another between the splits.
-    A class of two or more images keeps at least one on each side."""
-    keys = {id(e): split_key(os.path.relpath(e.path, root)) for e in entries}
-    test = {id(e) for e in entries if keys[id(e)] < fraction}
-    for label in {entry.label for entry in entries}:
-        members = sorted((e for e in entries if e.label == label), key=lambda e: keys[id(e)])
-        if len(members) > 1 and not any(id(e) in test for e in members):
-            test.add(id(members[0]))  # the one nearest the test side
-        if all(id(e) in test for e in members):
-            test.discard(id(members[-1]))
-    return {"train": [e for e in entries if id(e) not in test], "test": [e for e in entries if id(e) in test]}
+    A class of two or more images keeps at least one on each side (the file nearest the
+    other side moves); a class of one image trains."""
+    by_label: dict[int, list[tuple[float, Entry]]] = {}
+    for entry in entries:
+        by_label.setdefault(entry.label, []).append((split_key(os.path.relpath(entry.path, root)), entry))
+    splits: dict[str, list[Entry]] = {"train": [], "test": []}
+    for members in by_label.values():
+        members.sort(key=lambda pair: pair[0])
+        tested = min(max(sum(key < fraction for key, _ in members), 1), len(members) - 1)
+        splits["test"] += [entry for _, entry in members[:tested]]
+        splits["train"] += [entry for _, entry in members[tested:]]
+    return splits
 
 
 def _order(entry: Entry) -> tuple:
@@ -249,31 +254,31 @@ def read_folder(root: Path, side: int, test_fraction: float, *, workers: int | N
         raise DataError(f"data.path: {len(every)} files at data.side {side} need about {size(need)}, more than "
                         f"the {size(limit)} of memory available; lower data.side or use fewer images")
     results = convert_all([entry.path for entry in every], side, workers)
-    usable: list[tuple[Entry, bytes, str, int]] = []
+    usable: list[Entry] = []
     for entry, (pixels, note, nbytes) in zip(every, results):
         if pixels is None:
             skipped.append({"file": entry.name, "reason": note})
         else:
-            usable.append((entry, pixels, note, nbytes))
+            entry.pixels, entry.sha256, entry.nbytes = pixels, note, nbytes
+            usable.append(entry)
+    present = {entry.label for entry in usable}
     for label, name in enumerate(classes):
-        if not any(entry.label == label for entry, *_ in usable):
+        if label not in present:
             raise DataError(f"class {name}: none of its files is a usable image; add some, or remove the folder")
     if not usable:
         raise DataError(f"data.path: none of the {len(every)} files in {root} is a usable image "
                         f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
-    converted = {id(entry): (pixels, digest, nbytes) for entry, pixels, digest, nbytes in usable}
-    kept = [entry for entry, *_ in usable]
-    splits = ({split: [e for e in part if id(e) in converted] for split, part in found.items()}
-              if isinstance(found, dict) else split_by_fraction(kept, test_fraction, os.fsencode(root)))
+    splits = ({split: [e for e in part if e.pixels is not None] for split, part in found.items()}
+              if isinstance(found, dict) else split_by_fraction(usable, test_fraction, os.fsencode(root)))
     folder = Folder(classes=classes, skipped=sorted(skipped, key=lambda row: row["file"]))
     for split in ("train", "test"):
         entries = sorted(splits[split], key=_order)
         if not entries:
             raise DataError(f"data.path: the {split} split has no usable image; add some"
                             + ("" if isinstance(found, dict) else " or raise data.test_fraction"))
-        folder.images[split] = np.frombuffer(b"".join(converted[id(e)][0] for e in entries),
+        folder.images[split] = np.frombuffer(b"".join(e.pixels for e in entries),
                                              dtype=np.uint8).reshape(len(entries), side * side)
         folder.labels[split] = np.array([e.label for e in entries], dtype=np.int64)
-        folder.files[split] = [{"file": e.name, "bytes": converted[id(e)][2], "sha256": converted[id(e)][1],
-                                "label": e.label} for e in entries]
+        folder.files[split] = [{"file": e.name, "bytes": e.nbytes, "sha256": e.sha256, "label": e.label}
+                               for e in entries]
     return folder

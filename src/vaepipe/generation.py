@@ -10,9 +10,10 @@ import torch
 from vaepipe.errors import UserError
 from vaepipe.layout import side_of
 from vaepipe.figures import digit_figure_needs, figure_size, sample_columns, save_digit_figure, tile
+from vaepipe.params import GenerateParams
 
 
-def digit_figures(options, side: int) -> list[tuple[str, int, tuple[int, int]]]:
+def generate_figure_sizes(options: GenerateParams, side: int) -> list[tuple[str, int, tuple[int, int]]]:
     """The generate stage's figures: (the param that sizes it, decodings, (height, width))."""
     cols = sample_columns(options.samples)
     return [("generate.samples", options.samples,
@@ -53,8 +54,8 @@ def morph(model, a: torch.Tensor, b: torch.Tensor, steps: int) -> tuple[torch.Te
     return latent, (1 - t) * a + t * b
 
 
-def generate_figures(model, test_x: torch.Tensor, test_labels: torch.Tensor, classes: list[str], options,
-                     seed: int, folder) -> None:
+def generate_figures(model, test_x: torch.Tensor, test_labels: torch.Tensor, classes: list[str],
+                     options: GenerateParams, seed: int, folder) -> None:
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     samples = model.sample(options.samples, generator)
@@ -77,6 +78,6 @@ def generate_figures(model, test_x: torch.Tensor, test_labels: torch.Tensor, cla
                       ["latent path", "pixel blend"])
 
 
-def generate_needs(d: int, options, pixels: int) -> dict[str, float]:
+def generate_needs(d: int, options: GenerateParams, pixels: int) -> dict[str, float]:
     """Generate: its three digit figures."""
-    return digit_figure_needs(d, digit_figures(options, side_of(pixels)), pixels)
+    return digit_figure_needs(d, generate_figure_sizes(options, side_of(pixels)), pixels)

@@ -21,7 +21,7 @@ from vaepipe.errors import UserError
 from vaepipe.resources import available_memory, size
 
 IMAGE_MAGIC, LABEL_MAGIC = 0x00000803, 0x00000801
-CHUNK = 1 << 20
+READ_BYTES = 1 << 20
 FIX = "delete data/raw and run `dvc repro download`"
 
 
@@ -46,10 +46,10 @@ def _header(stream, path: Path, magic: int, dims: int) -> tuple[int, ...]:
 def _body(stream, path: Path, shape: tuple[int, ...], keep: bool) -> np.ndarray | None:
     """Exactly the promised bytes, streamed; refused when the file holds fewer or more."""
     promised = math.prod(shape)
-    body = np.empty(promised if keep else min(promised, CHUNK), dtype=np.uint8)
+    body = np.empty(promised if keep else min(promised, READ_BYTES), dtype=np.uint8)
     view, read = memoryview(body), 0
     while read < promised:
-        part = view[read:] if keep else view[: min(CHUNK, promised - read)]
+        part = view[read:] if keep else view[: min(READ_BYTES, promised - read)]
         got = stream.readinto(part)
         if not got:
             raise UserError(f"{path} is truncated: header promises {promised} bytes, found {read}; {FIX}")

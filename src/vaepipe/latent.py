@@ -20,6 +20,7 @@ from vaepipe.layout import side_of
 from vaepipe.loss import kl_per_dim
 from vaepipe.resources import FLOAT
 from vaepipe.errors import UserError
+from vaepipe.params import LatentParams
 
 TRAVERSAL_RANGE = 3.0  # t from −3 to 3 prior standard deviations, as traversal figures use
 MANIFOLD_EDGE = 0.05   # grid quantiles from 5 % to 95 %: Φ⁻¹ of 0 and 1 is infinite
@@ -88,7 +89,7 @@ def save_traversal_figure(path, images: torch.Tensor, rows: list[dict]) -> None:
                       "rows by KL", [f"z{row['dim']}: KL {row['kl']:.2f}" for row in rows])
 
 
-def digit_figures(options, d: int, side: int) -> list[tuple[str, int, tuple[int, int]]]:
+def latent_figure_sizes(options: LatentParams, d: int, side: int) -> list[tuple[str, int, tuple[int, int]]]:
     """The traversal and manifold figures: (the param that sizes it, decodings, (height, width))."""
     rows, cols = min(options.traversal_dims, d), options.traversal_images * (options.traversal_steps + 1) - 1
     return [("latent.traversal_steps", rows * options.traversal_images * options.traversal_steps,
@@ -149,12 +150,12 @@ def mixture_record(mixture) -> dict:
     return {"weights": mixture.weights_.tolist(), "means": mixture.means_.tolist(), "cholesky": factors.tolist()}
 
 
-def latent_needs(d: int, options, fd_samples: int, n_train: int, pixels: int) -> dict[str, float]:
-    """Latent: its traversal and manifold figures, the fitted
-    training images and their μ in float64, the mixture's per-component work on them
-    (scikit-learn keeps an N × d centred copy and N × K responsibilities), and the scored
-    mixture samples."""
-    needs = digit_figure_needs(d, digit_figures(options, d, side_of(pixels)), pixels)
+def latent_needs(d: int, options: LatentParams, n_train: int, pixels: int) -> dict[str, float]:
+    """Latent: its traversal and manifold figures, the fitted training images and their μ in
+    float64, and the mixture's per-component work on them (scikit-learn keeps an N × d
+    centred copy and N × K responsibilities); the scored mixture samples are
+    `classifier.scoring_needs`."""
+    needs = digit_figure_needs(d, latent_figure_sizes(options, d, side_of(pixels)), pixels)
     fitted = min(options.gmm_images, n_train)
     if options.gmm_components > fitted:
         raise UserError(f"latent.gmm_components: {options.gmm_components} components for "
@@ -162,5 +163,4 @@ def latent_needs(d: int, options, fd_samples: int, n_train: int, pixels: int) ->
     needs["latent.gmm_images"] = fitted * pixels * FLOAT
     components = options.gmm_components
     needs["latent.gmm_components"] = fitted * (3 * d + 3 * components) * 8 + components * d * d * 8
-    needs["evaluate.fd_samples"] = fd_samples * (2 * d * 8 + 128 * (FLOAT + 2 * 8))
     return needs

@@ -3,7 +3,7 @@
 byte / 255.
 
 Free of PyTorch, like the rest of what the download stage imports: fetching and checking
-the files costs no torch import (a second and 500 MB).
+the files costs no torch import, the largest part of a stage's start-up.
 """
 
 import math

@@ -20,7 +20,7 @@ class BinaryCrossEntropy(torch.autograd.Function):
     """−Σᵢ [xᵢ log x̂ᵢ + (1 − xᵢ) log(1 − x̂ᵢ)] per image, for x̂ = sigmoid(logits).
 
     Forward: max(l, 0) − x·l + log(1 + e^−|l|), which never takes log(0); log(1 + ·) rather
-    than log1p, which is not vectorised on CPU and was 5× slower (they differ by < 1e-7 per
+    than log1p, which is not vectorised on CPU (they differ by < 1e-7 per
     pixel). Backward: the closed form (x̂ − x), one pass instead of autograd's six.
     """
 
@@ -50,7 +50,7 @@ def continuous_bernoulli_log_norm(logits: torch.Tensor) -> torch.Tensor:
     Loaiza-Ganem & Cunningham (2019), eq. 3. With 1 − 2λ = −tanh(l/2) and
     artanh(1 − 2λ) = −l/2 this is C = l / tanh(l/2), which is 0/0 at λ = ½: there its series
     log 2 + l²/12 − 7l⁴/1440 is used instead (error < 1e-12 below |l| = TAYLOR_BELOW). One
-    log and one tanh per pixel, and no host sync: 1.8× faster than two logs.
+    log and one tanh per pixel, and no host sync: faster than two logs.
     """
     small = logits.abs() < TAYLOR_BELOW
     safe = torch.where(small, torch.ones_like(logits), logits.abs())  # no 0/0, not even in grad
@@ -75,7 +75,7 @@ def discretized_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     with l, so float32 keeps the probabilities summing to 1 within 1e-6 (the direct form
     loses that to cancelling terms of size l). The ratio is 1 / Π_{i<8} (1 + u^(2^i)), two
     exps, products and one log, without the cancellation of 1 − u for small l and without
-    expm1, which is not vectorised on CPU (the two-expm1 form took 2× as long). Powers of u
+    expm1, which is not vectorised on CPU. Powers of u
     come from e^{−|l|/256} and e^{−|l|/16} by squaring at most three times, each squaring
     doubling the relative error. The ratio is 0/0 at l = 0; below |l| = TAYLOR_BELOW its log
     is log((e^t − 1)/t) = t/2 + t²/24 − t⁴/2880 + O(t⁶) for both t (error < 1e-16), computed

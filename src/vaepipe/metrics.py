@@ -14,13 +14,14 @@ import numpy as np
 import torch
 
 from vaepipe.loss import TERMS, kl_per_dim, reconstruction, vae_loss
-from vaepipe.resources import FLOAT, model_floats, decode_floats
+from vaepipe.network import decode_floats, parameter_count
+from vaepipe.resources import FLOAT
 
-CHUNK = 2000  # images per forward pass when scoring: bounds memory, not results
+IMAGES_PER_PASS = 2000  # images per forward pass when scoring: bounds memory, not results
 ACTIVE_THRESHOLD = 0.01  # Burda et al.'s threshold on Cov_x(E_q[z_u])
 
 
-def chunks(n: int, size: int = CHUNK):
+def chunks(n: int, size: int = IMAGES_PER_PASS):
     return (slice(start, min(n, start + size)) for start in range(0, n, size))
 
 
@@ -72,10 +73,10 @@ def decoder_log_likelihood(model, *likelihoods: str) -> Callable:
 
 
 def draw_passes(n: int, k: int):
-    """(images, draws) per pass for k posterior draws of each of n images, about CHUNK
+    """(images, draws) per pass for k posterior draws of each of n images, about IMAGES_PER_PASS
     decodings a pass: k = 100 takes 20 images at once, k = 5000 one image in 3 passes."""
-    draws = min(k, CHUNK)
-    for part in chunks(n, max(1, CHUNK // k)):
+    draws = min(k, IMAGES_PER_PASS)
+    for part in chunks(n, max(1, IMAGES_PER_PASS // k)):
         yield part, [min(draws, k - done) for done in range(0, k, draws)]
 
 
@@ -180,9 +181,8 @@ def test_report(model, hparams: dict, x: torch.Tensor, *, elbo_samples: int, iw_
     return report, kl_per_dim(mu, logvar).mean(dim=0).cpu()
 
 
-def evaluate_needs(d: int, fd_samples: int, n_test: int, pixels: int, hidden: list[int]) -> dict[str, float]:
-    """Evaluate: the bound and the ELBO decode in passes of a fixed size whatever k is; the
-    Fréchet distance keeps 128 features per sample and per test image, twice in float64."""
-    features = 128 * (FLOAT + 2 * 8)
-    return {"d": model_floats(d, pixels, hidden) * FLOAT + 3 * decode_floats(CHUNK, d, pixels, hidden) * FLOAT,
-            "evaluate.fd_samples": fd_samples * (d * FLOAT + features) + n_test * features}
+def bound_needs(d: int, pixels: int, hidden: list[int]) -> dict[str, float]:
+    """The test metrics: the bound and the ELBO decode in passes of a fixed size whatever k
+    is (the scoring of samples is `classifier.scoring_needs`)."""
+    decoding = decode_floats(IMAGES_PER_PASS, d, pixels, hidden)
+    return {"d": parameter_count(d, pixels, hidden) * FLOAT + 3 * decoding * FLOAT}

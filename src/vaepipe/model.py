@@ -14,6 +14,7 @@ from vaepipe.atomic import write_tensors
 from vaepipe.device import unreadable
 from vaepipe.layout import PIXELS
 from vaepipe.loss import CONTINUOUS_BERNOULLI, decoded_mean
+from vaepipe.network import hidden_widths, layer_widths
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
@@ -38,10 +39,11 @@ class VAE(nn.Module):
         self.pixels = pixels  # side², from the data: 784 for MNIST
         self.variational = variational
         self.likelihood = likelihood  # what the decoder's output parameterises: see `decode`
-        self.hidden = list(hidden) if hidden is not None else [d ** 2]
+        self.hidden = hidden_widths(d, hidden)
         self.activation = activation
-        self.encoder = nn.Sequential(*layers([pixels, *self.hidden, 2 * d], activation))
-        self.decoder = nn.Sequential(*layers([d, *reversed(self.hidden), pixels], activation), nn.Sigmoid())
+        encoder, decoder = layer_widths(d, pixels, self.hidden)
+        self.encoder = nn.Sequential(*layers(encoder, activation))
+        self.decoder = nn.Sequential(*layers(decoder, activation), nn.Sigmoid())
 
     def reparameterise(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         if self.training and self.variational:
@@ -84,7 +86,7 @@ class VAE(nn.Module):
 def hyperparameters(model: VAE) -> dict:
     """What builds the model again; the notes' architecture is the default, left unsaid
     (so its checkpoints stay what they were)."""
-    shape = {} if (model.hidden, model.activation) == ([model.d ** 2], "relu") else {
+    shape = {} if (model.hidden, model.activation) == (hidden_widths(model.d), "relu") else {
         "hidden": model.hidden, "activation": model.activation}
     return {"d": model.d, "variational": model.variational, "likelihood": model.likelihood, **shape}
 

@@ -1,7 +1,7 @@
 """params.yaml loaded into typed, validated values.
 
 Every key of params.yaml is declared once here, with what it allows. A wrong value stops
-the stage with exit code 2 and one line naming the key (see `vaepipe.cli`).
+the stage with exit code 2 and one line naming the key (see `vaepipe.stage`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import yaml
 
 from vaepipe.errors import ParamsError
 from vaepipe.layout import FILES
+from vaepipe.network import hidden_widths
 
 PARAMS_FILE = "params.yaml"
 MAX_WIDTH = 1 << 16  # units in one hidden layer
@@ -68,7 +69,7 @@ def one_of(*choices):
 
 
 @dataclass(frozen=True)
-class Data:
+class DataParams:
     dataset: str = one_of("mnist", "fashion-mnist", "custom", "folder")
     # null = the official mirrors; else a URL or folder, or a list of them tried in turn
     mirror: str | list[str] | None
@@ -83,7 +84,7 @@ class Data:
 
 
 @dataclass(frozen=True)
-class Train:
+class TrainParams:
     batch_size: int = number(minimum=1)
     lr: float = number(above=0)
     warmup_epochs: int = number(minimum=0)
@@ -94,28 +95,28 @@ class Train:
 
 
 @dataclass(frozen=True)
-class Evaluate:
+class EvaluateParams:
     elbo_samples: int = number(minimum=1)
     iw_samples: int = number(minimum=1, maximum=MAX_IW_SAMPLES)
     fd_samples: int = number(minimum=2)
 
 
 @dataclass(frozen=True)
-class Morph:
+class MorphParams:
     start: int = number(minimum=0)  # a label (a test image's number when unlabelled)
     end: int = number(minimum=0)
     steps: int = number(minimum=2)
 
 
 @dataclass(frozen=True)
-class Generate:
+class GenerateParams:
     samples: int = number(minimum=1)
     reconstructions: int = number(minimum=1)
-    morph: Morph
+    morph: MorphParams
 
 
 @dataclass(frozen=True)
-class Project:
+class ProjectParams:
     epochs: list[int]
     method: str = one_of("tsne", "pca")
     points: int = number(minimum=2)
@@ -123,7 +124,7 @@ class Project:
 
 
 @dataclass(frozen=True)
-class Latent:
+class LatentParams:
     traversal_images: int = number(minimum=1)
     traversal_dims: int = number(minimum=1)
     traversal_steps: int = number(minimum=2)
@@ -133,7 +134,7 @@ class Latent:
 
 
 @dataclass(frozen=True)
-class Classifier:
+class ClassifierParams:
     seed: int = number(minimum=0)
     epochs: int = number(minimum=1)
     batch_size: int = number(minimum=1)
@@ -149,17 +150,18 @@ class Params:
     model: str = one_of("vae", "ae")
     hidden: list[int] | None  # the widths of the hidden layers, input side first; null = [d²] (the notes)
     activation: str = one_of("relu", "tanh")
-    data: Data
-    train: Train
-    evaluate: Evaluate
-    generate: Generate
-    project: Project
-    latent: Latent
-    classifier: Classifier
+    data: DataParams
+    train: TrainParams
+    evaluate: EvaluateParams
+    generate: GenerateParams
+    project: ProjectParams
+    latent: LatentParams
+    classifier: ClassifierParams
 
     @property
-    def kl_weight(self) -> float:
-        """β for the VAE; 0 for the classic AE, which is the VAE without the KL term."""
+    def trained_beta(self) -> float:
+        """β as the loss uses it: `beta` for the VAE, 0 for the classic AE (the VAE without
+        the KL term). `train.beta_at` adds the warm-up; training.csv's `beta` column is that."""
         return self.beta if self.model == "vae" else 0.0
 
     @property
@@ -169,7 +171,7 @@ class Params:
     @property
     def widths(self) -> list[int]:
         """The hidden layers' widths, input side first (the decoder mirrors them)."""
-        return self.hidden if self.hidden is not None else [self.d ** 2]
+        return hidden_widths(self.d, self.hidden)
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:

@@ -49,19 +49,3 @@ def check_fits(needs: dict[str, float], device: torch.device | None = None) -> N
         where = "GPU memory free" if device is not None and device.type == "cuda" else "memory available"
         raise UserError(f"{key}: needs about {size(needs[key])} ({size(total)} for the stage in all), "
                         f"more than the {size(limit)} of {where}; lower {key}")
-
-
-# --- the model: Linear(pixels, h₁) → … → Linear(h_last, 2d); the decoder mirrors it (the
-# notes: one hidden layer, h₁ = d²)
-
-def model_floats(d: int, pixels: int = 784, hidden: list[int] | None = None) -> int:
-    widths = hidden or [d * d]
-    encoder, decoder = [pixels, *widths, 2 * d], [d, *reversed(widths), pixels]
-    return sum((n_in + 1) * n_out for net in (encoder, decoder) for n_in, n_out in zip(net, net[1:]))
-
-
-def decode_floats(count: int, d: int, pixels: int = 784, hidden: list[int] | None = None) -> int:
-    """Activations of decoding `count` codes: z, the hidden layers, logits and pixels."""
-    return count * (d + sum(hidden or [d * d]) + 2 * pixels)
-
-

@@ -10,7 +10,7 @@ import torch
 
 from vaepipe.atomic import atomic_path, write_tensors
 from vaepipe.errors import UserError
-from vaepipe.paths import snapshot
+from vaepipe.outputs import snapshot
 
 
 KEEP_EVERY_UP_TO = 100  # a run of more epochs keeps about this many, evenly spaced

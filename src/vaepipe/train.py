@@ -17,9 +17,10 @@ from vaepipe.data import as_modelled, binarize
 from vaepipe.device import pick_device
 from vaepipe.errors import UserError
 from vaepipe.loss import TERMS, vae_loss
-from vaepipe.metrics import CHUNK, score
+from vaepipe.metrics import IMAGES_PER_PASS, score
 from vaepipe.model import VAE
-from vaepipe.resources import FLOAT, model_floats
+from vaepipe.network import parameter_count
+from vaepipe.resources import FLOAT
 from vaepipe.snapshots import kept_epochs
 
 PROGRESS_UPDATES = 10  # running-loss refreshes per epoch: each one is a host sync on a GPU
@@ -33,10 +34,10 @@ def seed_everything(seed: int) -> None:
 
 class FusedAdam:
     """Adam (betas 0.9, 0.999; eps 1e-8) stepped by the one fused kernel that
-    `torch.optim.Adam(fused=True)` calls, 2.7× faster per step than the default on CPU,
-    with the same state, so the same bits (tests/test_training.py checks it), but without
-    `torch.optim`, every call of which imports torch._dynamo: 0.8 s and 150 MB of the
-    train stage, the most memory of any stage."""
+    `torch.optim.Adam(fused=True)` calls, faster per step than the default on CPU, with
+    the same state, so the same bits (tests/test_training.py checks it), but without
+    `torch.optim`, every call of which imports torch._dynamo, which cost the train stage
+    more time and memory than anything but its loop (docs/performance.md)."""
 
     def __init__(self, parameters, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
         self.params = list(parameters)
@@ -179,7 +180,7 @@ def untrained_terms(model: VAE, x: torch.Tensor, *, beta: float, likelihood: str
     return dict(zip(TERMS, (totals / len(x)).tolist()))
 
 
-def kl_weight_at(epoch: int, beta: float, warmup_epochs: int) -> float:
+def beta_at(epoch: int, beta: float, warmup_epochs: int) -> float:
     """β of epoch `epoch` under a linear KL warm-up: 0 for epochs 0 and 1, rising by
     β/warmup_epochs an epoch, β from epoch warmup_epochs + 1 on (no warm-up: β throughout)."""
     if warmup_epochs == 0:
@@ -203,7 +204,7 @@ def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool =
     pixels = torch.Generator(device).manual_seed(params.seed) if binarized == "dynamic" else None
     history = History(keep=kept_epochs(params.epochs))
     for epoch in range(params.epochs + 1):
-        beta = kl_weight_at(epoch, params.kl_weight, params.train.warmup_epochs)
+        beta = beta_at(epoch, params.trained_beta, params.train.warmup_epochs)
         options = {"beta": beta, "likelihood": params.train.likelihood, "pixels": pixels}
         if epoch == 0:
             train_terms = untrained_terms(model, train_x, batch_size=params.train.batch_size, **options)
@@ -213,7 +214,7 @@ def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool =
                                       batch_size=params.train.batch_size, generator=generator,
                                       progress=progress, **options)
         # the test loss keeps the target β, so its curve measures one objective throughout
-        test_terms, mu, logvar = score(model, test_x, beta=params.kl_weight,
+        test_terms, mu, logvar = score(model, test_x, beta=params.trained_beta,
                                        likelihood=params.train.likelihood)
         history.record(epoch, beta, train_terms, test_terms, mu, logvar)
         if on_epoch is not None:
@@ -228,6 +229,6 @@ def training_needs(d: int, batch_size: int, epochs: int, n_train: int, n_test: i
     epochs kept, and every epoch's row of the history (a Python dict, about ROW_BYTES)."""
     per_image = 2 * (pixels + 2 * sum(hidden) + 2 * d + d + 2 * pixels)  # forward + gradients
     return {"data.dataset": (n_train + n_test) * pixels * FLOAT,
-            "d": 4 * model_floats(d, pixels, hidden) * FLOAT + min(n_test, CHUNK) * per_image * FLOAT,
+            "d": 4 * parameter_count(d, pixels, hidden) * FLOAT + min(n_test, IMAGES_PER_PASS) * per_image * FLOAT,
             "train.batch_size": min(batch_size, n_train) * per_image * FLOAT,
             "epochs": len(kept_epochs(epochs)) * n_test * 2 * d * FLOAT + (epochs + 1) * ROW_BYTES}

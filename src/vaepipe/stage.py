@@ -29,8 +29,8 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (mallo
 def keep_freed_memory() -> None:
     """Let glibc keep freed blocks for the next allocation instead of returning them to the
     kernel: by default a loop that frees and re-allocates a few MB of tensors a step has its
-    pages unmapped and faulted in again every step (evaluate spent 3 s of 8 in the kernel).
-    Costs up to 80 MB more peak memory; nothing to do where the C library is not glibc."""
+    pages unmapped and faulted in again every step, and the stage spends its time in the
+    kernel. Costs some peak memory; nothing to do where the C library is not glibc."""
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     if mallopt is not None and sys.platform.startswith("linux"):
         mallopt(M_TRIM_THRESHOLD, 1 << 30)  # keep up to 1 GB free at the heap's top
@@ -38,8 +38,8 @@ def keep_freed_memory() -> None:
 
 
 def leave(code: int) -> None:
-    """Exit without the interpreter's teardown, in which PyTorch alone spends 0.2 s and
-    raises the process's peak memory by 128 MB, in every stage. Only for a finished stage
+    """Exit without the interpreter's teardown, in which PyTorch alone spends time and
+    raises the process's peak memory, in every stage. Only for a finished stage
     (or one that failed as expected): every output is written and closed by then, and only
     the standard streams need flushing. (A profiler that reports at exit needs `main` run
     directly.)"""
