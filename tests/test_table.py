@@ -23,7 +23,7 @@ DVC_YAML = """stages:
   evaluate:
     cmd: python stage.py
     deps: [stage.py]
-    params: [beta, train.lr]
+    params: [beta, hidden, train.lr]
     metrics: [eval.json]
 """
 
@@ -33,7 +33,7 @@ def sweep_repo(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sweep")
     (folder / "stage.py").write_text(STAGE)
     (folder / "dvc.yaml").write_text(DVC_YAML)
-    (folder / "params.yaml").write_text("beta: 1\ntrain:\n  lr: 0.001\n  batch_size: 256\n")
+    (folder / "params.yaml").write_text("beta: 1\nhidden: null\ntrain:\n  lr: 0.001\n  batch_size: 256\n")
     git(folder, "init", "-q", "-b", "main")
     dvc(folder, "init", "-q")
     dvc(folder, "config", "core.analytics", "false")
@@ -42,6 +42,8 @@ def sweep_repo(tmp_path_factory):
     git(folder, "commit", "-q", "-m", "baseline")
     for beta in ("4", "0.25"):
         dvc(folder, "exp", "run", "-n", f"beta-{beta}", "-S", f"beta={beta}")
+    # each run starts from the workspace the last one left: set β back as well
+    dvc(folder, "exp", "run", "-n", "wider", "-S", "beta=1", "-S", "hidden=[8,8]")  # null in the others: –
     return folder
 
 
@@ -55,21 +57,22 @@ def test_every_experiment_is_a_row_sorted_by_the_param_that_varies(sweep_repo):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
-    # only the param that differs between the runs; train.lr is the same everywhere
-    assert header == ["experiment", "beta", "test.kl", "test.recon", "test.loss", "samples.fd"]
+    # only the params that differ between the runs; train.lr is the same everywhere
+    assert header == ["experiment", "beta", "hidden", "test.kl", "test.recon", "test.loss", "samples.fd"]
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
-    assert rows == [["beta-0.25", "0.25", "96.00", "70.75", "94.75", "100.25"],
-                    ["main", "1", "24.00", "73.00", "97.00", "101.00"],
-                    ["beta-4", "4", "6.00", "82.00", "106.00", "104.00"]]
+    assert rows == [["beta-0.25", "0.25", "–", "96.00", "70.75", "94.75", "100.25"],
+                    ["main", "1", "–", "24.00", "73.00", "97.00", "101.00"],
+                    ["wider", "1", "[8, 8]", "24.00", "73.00", "97.00", "101.00"],
+                    ["beta-4", "4", "–", "6.00", "82.00", "106.00", "104.00"]]
 
 
 def test_csv_keeps_every_value_in_full_and_metrics_picks_the_columns(sweep_repo):
     result = table(sweep_repo, "--csv", "--metrics", "test.kl,missing.metric")
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert [row["experiment"] for row in rows] == ["beta-0.25", "main", "beta-4"]
-    assert [float(row["test.kl"]) for row in rows] == [96.0, 24.0, 6.0]
-    assert list(rows[0]) == ["experiment", "beta", "test.kl"]  # a metric no run has is left out
+    assert [row["experiment"] for row in rows] == ["beta-0.25", "main", "wider", "beta-4"]
+    assert [float(row["test.kl"]) for row in rows] == [96.0, 24.0, 24.0, 6.0]
+    assert list(rows[0]) == ["experiment", "beta", "hidden", "test.kl"]  # a metric no run has is left out
 
 
 def test_outside_a_dvc_repository_one_line_and_a_failure(tmp_path):

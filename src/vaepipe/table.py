@@ -72,26 +72,27 @@ def runs(show: list[dict]) -> pd.DataFrame:
 
 
 def sweep(frame: pd.DataFrame, metrics: list[str] = METRICS) -> tuple[pd.DataFrame, list[str]]:
-    """The params that differ between the runs, sorted by them, beside the chosen metrics
+    """The params that differ between the runs, sorted by them (null first), beside the chosen metrics
     (those that some run has), with flat column names; and the names of those params."""
     if frame.empty:
         return pd.DataFrame(), []
     params = frame["params"]
-    varying = [key for key in params if params[key].astype(str).nunique() > 1]
+    varying = [key for key in params if params[key].astype(str).nunique(dropna=False) > 1]
     shown = [key for key in metrics if key in frame["metrics"]]
     table = pd.concat([params[varying], frame["metrics"][shown]], axis=1)
-    return (table.sort_values(varying, kind="stable") if varying else table), varying
+    return (table.sort_values(varying, kind="stable", na_position="first") if varying else table), varying
 
 
 def readable(table: pd.DataFrame, params: list[str]) -> pd.DataFrame:
     """Params as written (`0.25`, `2`), metrics to two decimals (four digits below 1), – where
-    a run lacks a metric: the form of the README's tables."""
-    def metric(value):
+    a run lacks one: the form of the docs' tables."""
+    def cell(value, is_param: bool) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "–"
         if not isinstance(value, float):
-            return "–" if value is None else str(value)
-        return "–" if math.isnan(value) else f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:.4g}"
-    return table.apply(lambda column: column.map(lambda value: f"{value:g}" if isinstance(value, float) else str(value))
-                       if column.name in params else column.map(metric))
+            return str(value)
+        return f"{value:g}" if is_param else f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:.4g}"
+    return table.apply(lambda column: column.map(lambda value: cell(value, column.name in params)))
 
 
 def main(argv: list[str] | None = None) -> None:
