@@ -9,7 +9,7 @@ import subprocess
 from vaepipe.errors import UserError
 
 
-def dvc_json(*args: str):
+def dvc_json(*args: str) -> dict | list:
     result = subprocess.run(["dvc", *args, "--json"], capture_output=True, text=True)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]

@@ -41,12 +41,11 @@ def read_run(entry: dict) -> tuple[dict, dict] | None:
     data = entry.get("data") or {}
     if entry.get("error") or not data:
         return None
-    found = {}
-    for kind in ("params", "metrics"):
-        found[kind] = {}
-        for content in (data.get(kind) or {}).values():
-            found[kind].update(flatten(content.get("data") or {}))
-    return found["params"], found["metrics"]
+
+    def every_file(kind: str) -> dict:  # params.yaml and any other params or metrics files, merged
+        return {key: value for content in (data.get(kind) or {}).values()
+                for key, value in flatten(content.get("data") or {}).items()}
+    return every_file("params"), every_file("metrics")
 
 
 def runs(show: list[dict]) -> pd.DataFrame:
