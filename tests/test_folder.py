@@ -173,8 +173,9 @@ def test_links_to_folders_and_hidden_files(workdir, tmp_path):
 
 
 def _crowd(folder: Path) -> None:
-    """More files than memory holds at data.side 512 (checked before any is read)."""
-    count = available_memory() // (512 * 512 * 9) + 1
+    """Twice the files memory holds at data.side 512 (checked before any is read): memory
+    freed between this count and the stage's own check must not make them fit."""
+    count = 2 * (available_memory() // (512 * 512 * 9)) + 1
     for k in ("a", "b"):
         (folder / k).mkdir(parents=True)
     for i in range(count):
