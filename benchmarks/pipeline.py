@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 from conftest import BIN, make_repo, parse_with_mnist, stage_env  # noqa: E402
 from test_pipeline import STAGES  # noqa: E402
 
