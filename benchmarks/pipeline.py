@@ -1,7 +1,13 @@
 """Wall time, peak memory and share of every stage of the default pipeline on the whole
-MNIST, run one stage at a time (`dvc repro -s`) from a clean workspace, then a `dvc repro`
-with nothing to do. The project is copied into a temporary git repository with only
+MNIST, as a user runs it: one `dvc repro` from a clean workspace, then a `dvc repro` with
+nothing to do. The project is copied into a temporary git repository with only
 `data.mirror` changed, so the real checksum path runs.
+
+A stage's time runs from DVC announcing it ("Running stage …") to DVC announcing the next
+(or exiting), so it holds the stage's process and DVC's hashing, caching and lock update
+after it; DVC's own start-up before the first stage is a row of its own. A stage's peak is
+its process's peak resident memory (VmHWM), read from /proc while it runs; the run's peak is
+the largest that any process of the run reached (getrusage, exact).
 
 The reference is the course notebook's own training recipe on the same files
 (`--reference`, by default `shared/bench/notebook_recipe.py` beside the checkout), run just
@@ -10,7 +16,7 @@ pipeline's total over the mean of its two runs.
 
     python benchmarks/pipeline.py [--mnist ../shared/data/mnist] [--reference notebook_recipe.py]
 
-The last line is `total_s=… download_s=… … noop_s=… peak_gb=… reference_s=… ratio=…`
+The last line is `total_s=… dvc_start_s=… download_s=… … noop_s=… peak_gb=… reference_s=… ratio=…`
 (without the last two when there is no reference).
 """
 
@@ -18,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import platform
+import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -29,26 +37,88 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 from conftest import BIN, make_repo, parse_with_mnist, stage_env  # noqa: E402
-from test_pipeline import STAGES  # noqa: E402
 
 # runs a command and reports the peak RSS of its whole process tree (Linux propagates it up)
 MEASURE = ("import resource, subprocess, sys\n"
-           "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
+           "code = subprocess.run(sys.argv[1:]).returncode\n"
            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
            "sys.exit(code)\n")
+ANNOUNCED = re.compile(r"Running stage '([^']+)'")
+STAGE_PROCESS = re.compile(rb"stages/(\w+)\.py")
+
+
+def measured(folder: Path, *command: str, stdout=subprocess.DEVNULL) -> subprocess.Popen:
+    env = stage_env()
+    env.pop("PYTHONPATH")
+    return subprocess.Popen([sys.executable, "-c", MEASURE, *command], cwd=folder, env=env,
+                            stdout=stdout, stderr=subprocess.PIPE, text=True)
+
+
+def finished(process: subprocess.Popen, command: tuple[str, ...]) -> int:
+    """The peak bytes of a finished measured command; exits when it failed."""
+    stderr = process.stderr.read()
+    if process.wait() != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{stderr}")
+    return int(stderr.split()[-1]) * 1024
 
 
 def timed(folder: Path, *command: str) -> tuple[float, int]:
     """Seconds and peak bytes of one command (its output discarded)."""
-    env = stage_env()
-    env.pop("PYTHONPATH")
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", MEASURE, *command], cwd=folder,
-                            env=env, stderr=subprocess.PIPE, text=True)
-    seconds = time.perf_counter() - start
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed:\n{result.stderr}")
-    return seconds, int(result.stderr.split()[-1]) * 1024
+    process = measured(folder, *command)
+    peak = finished(process, command)
+    return time.perf_counter() - start, peak
+
+
+def descendants(pid: int) -> list[int]:
+    found, queue = [], [pid]
+    while queue:
+        parent = queue.pop()
+        try:
+            for task in Path(f"/proc/{parent}/task").iterdir():
+                children = [int(child) for child in (task / "children").read_text().split()]
+                found += children
+                queue += children
+        except OSError:  # it exited meanwhile
+            pass
+    return found
+
+
+def watch_stage_peaks(pid: int, peaks: dict[str, int], done: threading.Event) -> None:
+    """Record, every 20 ms, each stage process's peak resident memory so far."""
+    while not done.wait(0.02):
+        for child in descendants(pid):
+            try:
+                stage = STAGE_PROCESS.search(Path(f"/proc/{child}/cmdline").read_bytes())
+                if stage:
+                    status = Path(f"/proc/{child}/status").read_text()
+                    hwm = int(status.split("VmHWM:")[1].split()[0]) * 1024
+                    name = stage.group(1).decode()
+                    peaks[name] = max(peaks.get(name, 0), hwm)
+            except (OSError, IndexError):
+                pass
+
+
+def repro(folder: Path) -> tuple[dict[str, float], dict[str, int], int]:
+    """One `dvc repro`: the seconds of DVC's start-up and of each stage, each stage's peak
+    bytes, and the run's peak bytes."""
+    command = (str(BIN / "dvc"), "repro")
+    start = time.perf_counter()
+    process = measured(folder, *command, stdout=subprocess.PIPE)
+    peaks, done = {}, threading.Event()
+    watcher = threading.Thread(target=watch_stage_peaks, args=(process.pid, peaks, done))
+    watcher.start()
+    announced = [("dvc start-up", start)]
+    for line in process.stdout:
+        if match := ANNOUNCED.match(line):
+            announced.append((match.group(1), time.perf_counter()))
+    peak = finished(process, command)
+    end = time.perf_counter()
+    done.set()
+    watcher.join()
+    ends = [moment for _, moment in announced[1:]] + [end]
+    seconds = {name: stop - begin for (name, begin), stop in zip(announced, ends)}
+    return seconds, peaks, peak
 
 
 def default_reference() -> Path | None:
@@ -66,25 +136,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         repo = make_repo(Path(tmp) / "repo", str(mnist), dataset="mnist", fast=False)
         before = timed(repo, *reference) if reference else None
-        results = {stage: timed(repo, str(BIN / "dvc"), "repro", "-s", stage) for stage in STAGES}
+        seconds, peaks, peak = repro(repo)
         noop, _ = timed(repo, str(BIN / "dvc"), "repro")
         after = timed(repo, *reference) if reference else None
-    total = sum(seconds for seconds, _ in results.values())
+    total = sum(seconds.values())
     print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, data {args.mnist}")
-    print(f"{'stage':<12}{'wall s':>8}{'peak MB':>9}{'share':>8}")
-    for stage, (seconds, peak) in results.items():
-        print(f"{stage:<12}{seconds:8.1f}{peak / 2**20:9.0f}{seconds / total:8.0%}")
-    peak = max(peak for _, peak in results.values())
-    print(f"{'total':<12}{total:8.1f}{peak / 2**20:9.0f}")
-    print(f"{'no-op repro':<12}{noop:8.1f}")
-    summary = ([f"total_s={total:.1f}"] + [f"{stage}_s={seconds:.1f}" for stage, (seconds, _) in results.items()]
+    print(f"{'stage':<13}{'wall s':>8}{'peak MB':>9}{'share':>8}")
+    for stage, wall in seconds.items():
+        shown = f"{peaks[stage] / 2**20:9.0f}" if stage in peaks else f"{'':9}"
+        print(f"{stage:<13}{wall:8.1f}{shown}{wall / total:8.0%}")
+    print(f"{'total':<13}{total:8.1f}{peak / 2**20:9.0f}")
+    print(f"{'no-op repro':<13}{noop:8.1f}")
+    summary = ([f"total_s={total:.1f}"]
+               + [f"{stage.replace('dvc start-up', 'dvc_start')}_s={wall:.1f}" for stage, wall in seconds.items()]
                + [f"noop_s={noop:.1f}", f"peak_gb={peak / 2**30:.2f}"])
     if reference:
-        seconds = (before[0] + after[0]) / 2
-        print(f"{'reference':<12}{seconds:8.1f}{max(before[1], after[1]) / 2**20:9.0f}"
+        mean = (before[0] + after[0]) / 2
+        print(f"{'reference':<13}{mean:8.1f}{max(before[1], after[1]) / 2**20:9.0f}"
               f"   the notebook's recipe ({before[0]:.1f} s before the pipeline, {after[0]:.1f} s after)")
-        summary += [f"reference_s={seconds:.1f}", f"ratio={total / seconds:.2f}"]
+        summary += [f"reference_s={mean:.1f}", f"ratio={total / mean:.2f}"]
     else:
         print("no reference: pass --reference notebook_recipe.py for the ratio")
     print(" ".join(summary))

@@ -4,10 +4,11 @@
 import dataclasses
 
 from vaepipe.stage import require, run_stage
-from vaepipe.data import class_names, load_split
 from vaepipe.explorer import build, flat, read_json
+from vaepipe.layout import class_names
 from vaepipe.outputs import CLASSES, EXPLORER, METRICS, MIXTURE, ONNX, PLOTS, SNAPSHOTS, normalized
 from vaepipe.snapshots import last_epoch, load_snapshot
+from vaepipe.tensorfile import read_tensors
 
 # what the run is (not where its data came from or where it ran): the stage's params in dvc.yaml
 SHOWN_PARAMS = ("seed", "d", "beta", "epochs", "model", "hidden", "activation", "data.dataset", "data.binarize",
@@ -19,8 +20,8 @@ SHOWN_METRICS = ("test.loss", "test.recon", "test.kl", "test.iw_nll", "test.bits
 
 def main(params):
     folder = require(SNAPSHOTS, "train")
-    mu = load_snapshot(folder, last_epoch(folder))["mu"].numpy()
-    test_x = load_split(require(normalized("test"), "normalize"))[0]
+    mu = load_snapshot(folder, last_epoch(folder))["mu"]
+    test_x = read_tensors(require(normalized("test"), "normalize"), "normalize")["images"]
     values = flat(dataclasses.asdict(params))
     metrics = {}
     for name in ("train", "eval", "latent"):

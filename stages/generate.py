@@ -1,7 +1,8 @@
 """Stage generate: plots/samples.png, plots/reconstructions.png and plots/morph.png."""
 
 from vaepipe.stage import require, run_stage
-from vaepipe.data import as_modelled, class_names, load_split
+from vaepipe.data import as_modelled, load_split
+from vaepipe.layout import class_names
 from vaepipe.generation import generate_figures, generate_needs
 from vaepipe.model import load_model
 from vaepipe.outputs import CLASSES, MODEL, PLOTS, normalized

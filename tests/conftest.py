@@ -143,10 +143,22 @@ def stage_env() -> dict:
     return env
 
 
-def run_stage(name: str, folder: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run stages/<name>.py of this checkout with `folder` as the project root."""
-    return subprocess.run([sys.executable, str(ROOT / "stages" / f"{name}.py")], cwd=folder,
-                          env=stage_env(), capture_output=True, text=True, timeout=timeout)
+# runs a script with one package made unimportable: proof that a stage runs without it
+WITHOUT = ("import runpy, sys\n"
+           "class Refuse:\n"
+           "    def find_spec(self, name, path=None, target=None):\n"
+           "        if name.partition('.')[0] == sys.argv[2]:\n"
+           "            raise ImportError(f'{name} was imported')\n"
+           "sys.meta_path.insert(0, Refuse())\n"
+           "runpy.run_path(sys.argv[1], run_name='__main__')\n")
+
+
+def run_stage(name: str, folder: Path, timeout: float = 600, without: str | None = None) -> subprocess.CompletedProcess:
+    """Run stages/<name>.py of this checkout with `folder` as the project root; with
+    `without`, a package whose import fails the stage."""
+    script = str(ROOT / "stages" / f"{name}.py")
+    command = [sys.executable, script] if without is None else [sys.executable, "-c", WITHOUT, script, without]
+    return subprocess.run(command, cwd=folder, env=stage_env(), capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ import torch
 from conftest import (FASHION, ROOT, refused_url, run_stage, set_params, stage_env, synthetic_digits,
                       write_dataset)
 from vaepipe.data import first_images, load_split
+from vaepipe.errors import UserError
+from vaepipe.tensorfile import read_tensors
 from vaepipe.download import DATASETS
 from vaepipe.idx import read_split
 from vaepipe.layout import FILES, SPLITS
@@ -37,7 +40,7 @@ def no_leftovers(workdir) -> bool:
 def test_custom_mirror_is_fetched_and_verified(tmp_path, workdir, serve):
     mirror = serve(write_dataset(tmp_path / "mirror"))
     set_params(workdir, data__dataset="custom", data__mirror=mirror.url)
-    result = run_stage("download", workdir)
+    result = run_stage("download", workdir, without="torch")  # layout and idx are numpy-only
     assert result.returncode == 0, result.stderr
     assert raw_files(workdir) == sorted(FILES)
     for name in FILES:
@@ -251,3 +254,75 @@ def test_local_mirror_is_never_consulted_for_custom_data(monkeypatch):
     monkeypatch.setenv("VAEPIPE_MIRROR", "/somewhere/else")
     assert mirrors_for("custom", "/my/data") == ["/my/data"]
     assert mirrors_for("mnist", None)[0] == "/somewhere/else" and len(mirrors_for("mnist", None)) == 3
+
+
+def saved(path, tensors: dict) -> Path:
+    from vaepipe.atomic import write_tensors
+    write_tensors(path, tensors)
+    return path
+
+
+def test_tensor_files_read_without_torch_as_torch_reads_them(tmp_path):
+    """Every dtype the project saves, views at an offset, transposed, empty and 0-d."""
+    base = torch.arange(60, dtype=torch.float64).reshape(6, 10)
+    tensors = {"float32": torch.randn(7, 5), "int64": torch.arange(9), "uint8": torch.arange(200, dtype=torch.uint8),
+               "bool": torch.tensor([True, False, True]), "int32 strided": torch.arange(9, dtype=torch.int32)[1::3],
+               "rows": base[2:4, 3:7], "transposed": base.t(), "empty": torch.zeros(0, 4), "scalar": torch.tensor(2.5)}
+    path = saved(tmp_path / "t.pt", tensors)
+    expected = torch.load(path, weights_only=True)
+    got = read_tensors(path, "train")
+    assert list(got) == list(expected)
+    for name, tensor in expected.items():
+        assert got[name].dtype == tensor.numpy().dtype and got[name].shape == tuple(tensor.shape), name
+        assert np.array_equal(got[name], tensor.numpy()), name
+    split = saved(tmp_path / "split.pt", {"images": torch.rand(30, 784), "labels": torch.arange(30)})
+    assert np.array_equal(read_tensors(split, "normalize")["images"], load_split(split)[0].numpy())
+
+
+class RunsACommand:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_tensor_file_that_asks_for_code_is_refused_never_run(tmp_path):
+    import pickle
+    import zipfile
+
+    path = saved(tmp_path / "t.pt", {"mu": torch.zeros(3)})
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    pkl = next(name for name in entries if name.endswith("/data.pkl"))
+    entries[pkl] = pickle.dumps({"mu": RunsACommand(tmp_path / "ran")}, protocol=2)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    with pytest.raises(UserError, match=r"t\.pt is not a tensor file this project wrote \(it asks for "
+                                        r"(posix|os)\.system.*run `dvc repro train --force`"):
+        read_tensors(path, "train")
+    assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a zip", "storage too short"])
+def test_a_damaged_tensor_file_stops_in_one_line(tmp_path, damage):
+    path = saved(tmp_path / "t.pt", {"mu": torch.arange(1000.0)})
+    data = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(data[:len(data) // 2])
+    elif damage == "not a zip":
+        path.write_text("mu,logvar\n1,2\n")
+    else:  # the storage's bytes cut, the archive otherwise whole
+        import zipfile
+        with zipfile.ZipFile(path) as archive:
+            entries = {name: archive.read(name) for name in archive.namelist()}
+        key = next(name for name in entries if name.endswith("/data/0"))
+        entries[key] = entries[key][:400]
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, content in entries.items():
+                archive.writestr(name, content)
+    with pytest.raises(UserError) as error:
+        read_tensors(path, "train")
+    assert str(error.value).startswith(f"{path} is not a tensor file this project wrote (")
+    assert "\n" not in str(error.value)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import BIN, Mirror, dvc, git, make_repo, serving, stage_env, write_dataset
+from conftest import BIN, Mirror, dvc, git, make_repo, run_stage, serving, stage_env, write_dataset
 
 pytestmark = pytest.mark.e2e
 
@@ -177,6 +177,18 @@ def test_tampered_onnx_fails_the_check_in_one_line(repo, tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith("error: decoder.onnx: differs from the PyTorch model")
     assert result.stderr.count("\n") == 1
+
+
+def test_the_explore_stage_runs_without_torch_and_writes_the_same_page(repo, tmp_path):
+    """It reads the codes and the test images as arrays (vaepipe.tensorfile): no PyTorch import."""
+    copy = tmp_path / "repo"
+    shutil.copytree(repo, copy, ignore=shutil.ignore_patterns(".dvc", "explorer"))
+    result = run_stage("explore", copy, without="torch")
+    assert result.returncode == 0, result.stderr
+    written = sorted(path.relative_to(repo) for path in (repo / "explorer").rglob("*") if path.is_file())
+    assert written == sorted(path.relative_to(copy) for path in (copy / "explorer").rglob("*") if path.is_file())
+    for name in written:
+        assert (copy / name).read_bytes() == (repo / name).read_bytes(), name
 
 
 def test_the_model_loads_from_a_second_clone_with_dvc_artifacts_get(repo, tmp_path):

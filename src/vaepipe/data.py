@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,20 +9,12 @@ import torch
 
 from vaepipe.atomic import write_tensors
 
-DIGITS = [str(k) for k in range(10)]  # the classes of the IDX data sets (Fashion-MNIST's too)
-
 # binarized once with a fixed seed, whatever params.seed: every run is scored on the same bits
 BINARIZE_ONCE_SEED = {"train": 2, "test": 3}
 
 
 def save_split(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
     write_tensors(path, {"images": torch.from_numpy(images), "labels": torch.from_numpy(labels)})
-
-
-def class_names(path: Path) -> list[str]:
-    """The data set's classes, label k named by entry k; [] when the images are unlabelled
-    (their labels are then −1). `path` is the normalized data's classes file."""
-    return json.loads(path.read_text()) if path.exists() else DIGITS
 
 
 def load_split(path: Path) -> tuple[torch.Tensor, torch.Tensor]:

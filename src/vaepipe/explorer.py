@@ -76,7 +76,7 @@ def build(out: Path, *, encoder: Path, decoder: Path, test_x, mu: np.ndarray, pr
                         "run `dvc repro export --force`")
     where = map_points(projection_csv, mu)
     points = len(where["xy"])
-    images = np.rint(test_x[:points].numpy() * 255).astype(np.uint8)
+    images = np.rint(test_x[:points] * 255).astype(np.uint8)
     run = {"d": d, "likelihood": meta["likelihood"], "variational": meta["variational"] == "True",
            "activation": meta.get("activation", "relu"),
            "params": params, "metrics": metrics, "dims": dimensions(kl_csv, mu), "map": where,

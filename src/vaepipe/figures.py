@@ -14,7 +14,6 @@ matplotlib.use("Agg")
 import matplotlib.image  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from vaepipe.atomic import atomic_path  # noqa: E402
 from vaepipe.layout import PIXELS, SIDE, side_of  # noqa: E402
@@ -49,13 +48,15 @@ def sample_columns(samples: int) -> int:
     return math.ceil(math.sqrt(samples))
 
 
-def tile(images: torch.Tensor, cols: int) -> np.ndarray:
-    """Images [N, side²] in [0, 1] as one upscaled grid, row by row, on a mid-grey ground."""
+def tile(images, cols: int) -> np.ndarray:
+    """Images [N, side²] in [0, 1] (an array, or a CPU tensor without gradient) as one
+    upscaled grid, row by row, on a mid-grey ground. Free of PyTorch, like all of this
+    module: the project stage draws without importing it."""
     rows, side = math.ceil(len(images) / cols), side_of(images.shape[-1])
     height, width = grid_size(rows, cols, side)
     cell = side * SCALE
     canvas = np.full((height, width), 0.35, dtype=np.float32)
-    digits = images.detach().cpu().float().clamp(0, 1).view(-1, side, side).numpy()
+    digits = np.clip(np.asarray(images, dtype=np.float32), 0, 1).reshape(-1, side, side)
     for i, digit in enumerate(digits):
         r, c = divmod(i, cols)
         top, left = GAP + r * (cell + GAP), GAP + c * (cell + GAP)

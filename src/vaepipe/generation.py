@@ -60,21 +60,21 @@ def generate_figures(model, test_x: torch.Tensor, test_labels: torch.Tensor, cla
     generator = torch.Generator().manual_seed(seed)
     samples = model.sample(options.samples, generator)
     cols = sample_columns(options.samples)
-    save_digit_figure(folder / "samples.png", tile(samples, cols),
+    save_digit_figure(folder / "samples.png", tile(samples.cpu(), cols),
                       f"Decodings of z ~ N(0, I): {options.samples} samples")
 
     n = options.reconstructions
     with torch.no_grad():
         originals = test_x[:n].to(device)
         reconstructions = model.eval().decode(model.encode(originals)[0])
-    save_digit_figure(folder / "reconstructions.png", tile(torch.cat([originals, reconstructions]), n),
+    save_digit_figure(folder / "reconstructions.png", tile(torch.cat([originals, reconstructions]).cpu(), n),
                       "Test images (top) and their reconstructions from z = μ (bottom)",
                       ["test image", "reconstruction"])
 
     m = options.morph
     (i, j), title = morph_ends(test_labels, classes, m.start, m.end)
     latent, pixels = morph(model, test_x[i].to(device), test_x[j].to(device), m.steps)
-    save_digit_figure(folder / "morph.png", tile(torch.cat([latent, pixels]), m.steps), title,
+    save_digit_figure(folder / "morph.png", tile(torch.cat([latent, pixels]).cpu(), m.steps), title,
                       ["latent path", "pixel blend"])
 
 

@@ -119,7 +119,7 @@ def manifold_images(model, dims: tuple[int, int], steps: int) -> torch.Tensor:
 def save_manifold_figure(path, model, dims: tuple[int, int], steps: int) -> None:
     images = manifold_images(model, dims, steps)
     what = "z" if model.d == 2 else f"z{dims[0]} and z{dims[1]} (the most KL; the rest 0)"
-    save_digit_figure(path, tile(images, steps),
+    save_digit_figure(path, tile(images.cpu(), steps),
                       f"The decoder over Φ⁻¹ of a {steps}×{steps} grid of {what}")
 
 

@@ -6,7 +6,9 @@ Free of PyTorch, like the rest of what the download stage imports: fetching and 
 the files costs no torch import, the largest part of a stage's start-up.
 """
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -15,6 +17,14 @@ SPLITS = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
 FILES = [name for pair in SPLITS.values() for name in pair]
 SIDE = 28
 PIXELS = SIDE * SIDE
+DIGITS = [str(k) for k in range(10)]  # the classes of the IDX data sets (Fashion-MNIST's too)
+
+
+def class_names(path: Path) -> list[str]:
+    """The data set's classes, label k named by entry k; [] when the images are unlabelled
+    (their labels are then −1). `path` is the normalized data's classes file; absent, the
+    classes are the IDX data sets' digits."""
+    return json.loads(path.read_text()) if path.exists() else DIGITS
 
 
 def side_of(pixels: int) -> int:

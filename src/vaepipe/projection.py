@@ -41,7 +41,7 @@ def project_means(mu: np.ndarray, method: str, seed: int) -> np.ndarray:
 def projection_rows(snapshots: dict[int, dict], points: int, method: str, seed: int) -> list[dict]:
     rows = []
     for epoch, snapshot in snapshots.items():
-        mu = snapshot["mu"][:points].double().numpy()
+        mu = snapshot["mu"][:points].astype(np.float64)
         xy = project_means(mu, method, seed)
         labels = snapshot["labels"][:points].tolist()
         rows += [{"epoch": epoch, "x": float(x), "y": float(y), "label": label}
@@ -80,9 +80,9 @@ def save_projection_figure(path, rows: list[dict], snapshots: dict[int, dict], m
 
 def _draw_bubbles(ax, snapshot: dict, count: int, colours) -> None:
     """±σ ellipses around μ: the "bubbles" of the notes' figures 3 and 5."""
-    mu = snapshot["mu"][:count].numpy()
-    sigma = snapshot["logvar"][:count].mul(0.5).exp().numpy()
-    labels = snapshot["labels"][:count].numpy()
+    mu = snapshot["mu"][:count]
+    sigma = np.exp(snapshot["logvar"][:count] * np.float32(0.5))
+    labels = snapshot["labels"][:count]
     for (x, y), (sx, sy), label in zip(mu, sigma, labels):
         ax.add_patch(Ellipse((x, y), 2 * sx, 2 * sy, facecolor=colours(label), alpha=0.12,
                              edgecolor=colours(label), linewidth=0.5))

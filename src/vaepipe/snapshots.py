@@ -1,16 +1,22 @@
-"""The test set's μ, log σ² and labels at each epoch (epoch 0 = untrained), for figure 8."""
+"""The test set's μ, log σ² and labels at each epoch (epoch 0 = untrained), for figure 8:
+written by the train stage from tensors, read as arrays without PyTorch (`tensorfile`)."""
 
 from __future__ import annotations
 
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 
 from vaepipe.atomic import atomic_path, write_tensors
 from vaepipe.errors import UserError
 from vaepipe.outputs import snapshot
+from vaepipe.tensorfile import read_tensors
+
+if TYPE_CHECKING:
+    import torch
 
 
 KEEP_EVERY_UP_TO = 100  # a run of more epochs keeps about this many, evenly spaced
@@ -61,5 +67,5 @@ def figure_epochs(requested: list[int], stored: list[int]) -> list[int]:
     return kept
 
 
-def load_snapshot(folder: Path, epoch: int) -> dict[str, torch.Tensor]:
-    return torch.load(folder / snapshot(epoch), weights_only=True)
+def load_snapshot(folder: Path, epoch: int) -> dict[str, np.ndarray]:
+    return read_tensors(folder / snapshot(epoch), "train")
