@@ -72,19 +72,49 @@ def test_fused_adam_steps_exactly_as_torch_optims_fused_adam_without_importing_d
                         generator=torch.Generator().manual_seed(epoch), progress=False)
     assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values()))
 
-    # in a fresh process: a training step imports no torch._dynamo (torch.optim would)
+    # in a fresh process: a training step of either kernel imports no torch._dynamo (torch.optim would)
     code = ("import sys, torch\n"
             "from vaepipe.model import VAE\n"
-            "from vaepipe.train import make_optimizer\n"
-            "model = VAE(4)\n"
-            "optimizer = make_optimizer(model, 1e-3)\n"
-            "model(torch.rand(8, 784))[0].sum().backward()\n"
-            "optimizer.step()\n"
-            "optimizer.zero_grad()\n"
+            "from vaepipe.optim import Adam\n"
+            "for fused in (True, False):\n"
+            "    model = VAE(4)\n"
+            "    optimizer = Adam(model.parameters(), 1e-3, fused=fused)\n"
+            "    model(torch.rand(8, 784))[0].sum().backward()\n"
+            "    optimizer.step()\n"
+            "    optimizer.zero_grad()\n"
             "print('torch._dynamo' in sys.modules)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_the_scoring_cnns_adam_and_cosine_steps_exactly_as_torch_optims():
+    """Adam(fused=False) with cosine_rates gives the bits of torch.optim.Adam() stepped by
+    CosineAnnealingLR, which made the scoring CNN's weights (and so every FD)."""
+    from vaepipe.classifier import Classifier
+    from vaepipe.optim import Adam, cosine_rates
+
+    images, labels = synthetic_digits(640, seed=1)
+    x, y = torch.from_numpy(images).float().div(255).view(-1, 784), torch.from_numpy(labels).long()
+    torch.manual_seed(0)
+    ours, theirs = Classifier(), Classifier()
+    theirs.load_state_dict(ours.state_dict())
+    steps = 20
+    reference = torch.optim.Adam(theirs.parameters(), lr=0.004)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(reference, T_max=steps)
+    optimizer, rates = Adam(ours.parameters(), lr=0.004, fused=False), cosine_rates(0.004, steps)
+    for step in range(steps):
+        assert rates[step] == reference.param_groups[0]["lr"]  # to the last bit
+        batch = slice(32 * step, 32 * step + 32)
+        F.cross_entropy(theirs(x[batch]), y[batch]).backward()
+        reference.step()
+        reference.zero_grad()
+        schedule.step()
+        F.cross_entropy(ours(x[batch]), y[batch]).backward()
+        optimizer.lr = rates[step]
+        optimizer.step()
+        optimizer.zero_grad()
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values()))
 
 
 def test_live_curves_grow_every_epoch_and_end_as_one_final_write(tmp_path):

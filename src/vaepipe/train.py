@@ -20,6 +20,7 @@ from vaepipe.loss import TERMS, vae_loss
 from vaepipe.metrics import IMAGES_PER_PASS, score
 from vaepipe.model import VAE
 from vaepipe.network import parameter_count
+from vaepipe.optim import Adam
 from vaepipe.resources import FLOAT
 from vaepipe.snapshots import kept_epochs
 
@@ -32,34 +33,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-class FusedAdam:
-    """Adam (betas 0.9, 0.999; eps 1e-8) stepped by the one fused kernel that
-    `torch.optim.Adam(fused=True)` calls, faster per step than the default on CPU, with
-    the same state, so the same bits (tests/test_training.py checks it), but without
-    `torch.optim`, every call of which imports torch._dynamo, which cost the train stage
-    more time and memory than anything but its loop (docs/performance.md)."""
-
-    def __init__(self, parameters, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
-        self.params = list(parameters)
-        self.lr, self.betas, self.eps = lr, betas, eps
-        self.exp_avgs = [torch.zeros_like(p) for p in self.params]
-        self.exp_avg_sqs = [torch.zeros_like(p) for p in self.params]
-        self.steps = [torch.zeros((), device=p.device) for p in self.params]  # float32, as fused keeps them
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        torch._foreach_add_(self.steps, 1)
-        torch._fused_adam_(self.params, [p.grad for p in self.params], self.exp_avgs, self.exp_avg_sqs, [],
-                           self.steps, lr=self.lr, beta1=self.betas[0], beta2=self.betas[1],
-                           weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
-
-
-def make_optimizer(model: torch.nn.Module, lr: float, eps: float = 1e-8) -> FusedAdam:
-    return FusedAdam(model.parameters(), lr, eps=eps)
+def make_optimizer(model: torch.nn.Module, lr: float, eps: float = 1e-8) -> Adam:
+    return Adam(model.parameters(), lr, eps=eps, fused=True)
 
 
 ROW_BYTES = 1024  # one epoch's row of the history: a dict of about ten floats, generously
