@@ -77,6 +77,8 @@ def read_tensors(path: Path, stage: str) -> dict[str, np.ndarray]:
     writes it."""
     try:
         with zipfile.ZipFile(path) as archive:
+            if any(entry.compress_type != zipfile.ZIP_STORED for entry in archive.infolist()):
+                raise pickle.UnpicklingError("it is compressed; torch.save stores")  # no entry outgrows the file
             pickles = [name for name in archive.namelist() if name.endswith("/data.pkl")]
             if len(pickles) != 1:
                 raise pickle.UnpicklingError("it holds no data.pkl")
