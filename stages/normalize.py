@@ -7,10 +7,9 @@ from pathlib import Path
 from vaepipe.atomic import atomic_path, write_json
 from vaepipe.stage import require, run_stage
 from vaepipe.data import save_split
-from vaepipe.layout import DIGITS
 from vaepipe.folder import read_folder
 from vaepipe.idx import read_split
-from vaepipe.layout import SPLITS, unit_floats
+from vaepipe.layout import DIGITS, SPLITS, unit_floats
 from vaepipe.outputs import CLASSES, DATA_REPORT, FILES_USED, NORMALIZED, RAW
 
 
