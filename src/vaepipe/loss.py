@@ -137,6 +137,9 @@ def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 def vae_loss(logits, x, mu, logvar, *, beta: float, likelihood: str) -> dict[str, torch.Tensor]:
     """The batch's summed loss and its two terms (β = 0 is the classic AE's loss)."""
-    recon = reconstruction(logits, x, likelihood).sum()
-    kl = kl_per_dim(mu, logvar).sum()
+    return loss_terms(reconstruction(logits, x, likelihood).sum(), kl_per_dim(mu, logvar).sum(), beta)
+
+
+def loss_terms(recon: torch.Tensor, kl: torch.Tensor, beta: float) -> dict[str, torch.Tensor]:
+    """The loss of summed terms, and the terms, under the names of TERMS."""
     return {"loss": recon + beta * kl, "recon": recon, "kl": kl}

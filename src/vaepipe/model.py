@@ -47,10 +47,15 @@ class VAE(nn.Module):
 
     def reparameterise(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         if self.training and self.variational:
-            std = logvar.mul(0.5).exp()
-            eps = torch.randn_like(std)
-            return eps.mul(std).add(mu)
+            return self.draw_code(mu, logvar)[0]
         return mu
+
+    @staticmethod
+    def draw_code(mu: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """z = μ + ε ⊙ σ with ε ~ N(0, I), and the ε and σ it took (for the gradient)."""
+        std = logvar.mul(0.5).exp()
+        eps = torch.randn_like(std)
+        return eps.mul(std).add(mu), eps, std
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu_logvar = self.encoder(x.view(-1, self.pixels)).view(-1, 2, self.d)

@@ -1,0 +1,77 @@
+"""A training step's gradients without autograd's graph of the networks.
+
+The notes' networks are chains of Linear layers and ReLU (or Tanh): backward through them is
+two matrix products and a sum a layer and one elementwise product an activation. Autograd
+records about 25 nodes a batch for the networks, the reparameterisation and the KL, and
+walking them costs about 8% of an epoch on a CPU (benchmarks/train_speed.py). Here those
+gradients are written out with the operations autograd runs, so every weight comes out bit
+for bit as autograd's (tests/test_training.py compares them). The likelihood keeps autograd:
+each of its forms has its own derivative, and its graph is two nodes, logits to loss.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vaepipe.loss import kl_per_dim, loss_terms, reconstruction
+
+aten = torch.ops.aten
+ACTIVATION_GRADIENTS = {  # from the activation's output, as autograd computes them
+    nn.ReLU: lambda grad, out: aten.threshold_backward(grad, out, 0),
+    nn.Tanh: lambda grad, out: aten.tanh_backward(grad, out),
+}
+
+
+def forward(layers: list[nn.Module], x: torch.Tensor) -> list[torch.Tensor]:
+    """Each layer's input, then the last layer's output."""
+    values = [x]
+    for layer in layers:
+        values.append(layer(values[-1]))
+    return values
+
+
+def backward(layers: list[nn.Module], values: list[torch.Tensor], grad: torch.Tensor,
+             input_grad: bool = True) -> torch.Tensor | None:
+    """Set each Linear layer's .grad from `grad`, the gradient of the output; return the
+    input's gradient (None without `input_grad`, which saves the first layer's product)."""
+    for i in reversed(range(len(layers))):
+        layer = layers[i]
+        if isinstance(layer, nn.Linear):
+            layer.weight.grad = torch.mm(grad.t(), values[i])
+            layer.bias.grad = grad.sum(0)
+            if i == 0 and not input_grad:
+                return None
+            grad = torch.mm(grad, layer.weight)
+        else:
+            grad = ACTIVATION_GRADIENTS[type(layer)](grad, values[i + 1])
+    return grad
+
+
+@torch.no_grad()
+def loss_and_gradients(model, x: torch.Tensor, *, beta: float, likelihood: str) -> dict[str, torch.Tensor]:
+    """`vae_loss` of the model (in training mode) on the batch `x`, its gradient left in
+    every parameter's .grad, as `vae_loss(…)["loss"].backward()` from zeroed grads would."""
+    encoder, decoder = list(model.encoder), list(model.decoder)[:-1]  # the decoder to logits
+    encoded = forward(encoder, x.view(-1, model.pixels))
+    mu_logvar = encoded[-1].view(-1, 2, model.d)
+    mu, logvar = mu_logvar[:, 0, :], mu_logvar[:, 1, :]
+    if model.variational:
+        z, eps, std = model.draw_code(mu, logvar)
+    else:
+        z = mu
+    decoded = forward(decoder, z)
+    with torch.enable_grad():
+        logits = decoded[-1].requires_grad_()
+        recon = reconstruction(logits, x, likelihood).sum()
+        grad_logits, = torch.autograd.grad(recon, logits)
+    terms = loss_terms(recon.detach(), kl_per_dim(mu, logvar).sum(), beta)
+    grad_z = backward(decoder, decoded, grad_logits)
+    # β · KL: ∂/∂μ = β μ, ∂/∂log σ² = β/2 (σ² − 1); z = μ + ε σ: ∂z/∂μ = 1, ∂z/∂log σ² = ε σ / 2
+    half_beta = 0.5 * beta
+    grad_mu = grad_z + beta * mu
+    grad_logvar = logvar.exp().mul_(half_beta).sub_(half_beta)
+    if model.variational:
+        grad_logvar = grad_z.mul(eps).mul_(std).mul_(0.5).add_(grad_logvar)
+    backward(encoder, encoded, torch.cat([grad_mu, grad_logvar], dim=1), input_grad=False)
+    return terms
