@@ -5,8 +5,9 @@ two matrix products and a sum a layer and one elementwise product an activation.
 records about 25 nodes a batch for the networks, the reparameterisation and the KL, and
 walking them costs about 8% of an epoch on a CPU (benchmarks/train_speed.py). Here those
 gradients are written out with the operations autograd runs, so every weight comes out bit
-for bit as autograd's (tests/test_training.py compares them). The likelihood keeps autograd:
-each of its forms has its own derivative, and its graph is two nodes, logits to loss.
+for bit as autograd's (tests/test_training.py compares them). Of the likelihoods only the
+notes' Bernoulli has its closed form here; the others keep autograd, on a graph from the
+logits to the loss.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vaepipe.loss import kl_per_dim, loss_terms, reconstruction
+from vaepipe.loss import bce, bce_gradient, kl_per_dim, loss_terms, reconstruction
 
 aten = torch.ops.aten
 ACTIVATION_GRADIENTS = {  # from the activation's output, as autograd computes them
@@ -48,6 +49,17 @@ def backward(layers: list[nn.Module], values: list[torch.Tensor], grad: torch.Te
     return grad
 
 
+def reconstruction_and_gradient(logits: torch.Tensor, x: torch.Tensor, likelihood: str
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's summed −log p(x|z) and its gradient in the logits."""
+    if likelihood == "bernoulli":  # the closed form autograd would run, without autograd's call
+        return bce(logits, x).sum(), bce_gradient(logits, x)
+    with torch.enable_grad():
+        logits = logits.detach().requires_grad_()
+        recon = reconstruction(logits, x, likelihood).sum()
+        return recon.detach(), torch.autograd.grad(recon, logits)[0]
+
+
 @torch.no_grad()
 def loss_and_gradients(model, x: torch.Tensor, *, beta: float, likelihood: str) -> dict[str, torch.Tensor]:
     """`vae_loss` of the model (in training mode) on the batch `x`, its gradient left in
@@ -61,11 +73,8 @@ def loss_and_gradients(model, x: torch.Tensor, *, beta: float, likelihood: str) 
     else:
         z = mu
     decoded = forward(decoder, z)
-    with torch.enable_grad():
-        logits = decoded[-1].requires_grad_()
-        recon = reconstruction(logits, x, likelihood).sum()
-        grad_logits, = torch.autograd.grad(recon, logits)
-    terms = loss_terms(recon.detach(), kl_per_dim(mu, logvar).sum(), beta)
+    recon, grad_logits = reconstruction_and_gradient(decoded[-1], x, likelihood)
+    terms = loss_terms(recon, kl_per_dim(mu, logvar).sum(), beta)
     grad_z = backward(decoder, decoded, grad_logits)
     # β · KL: ∂/∂μ = β μ, ∂/∂log σ² = β/2 (σ² − 1); z = μ + ε σ: ∂z/∂μ = 1, ∂z/∂log σ² = ε σ / 2
     half_beta = 0.5 * beta
