@@ -3,11 +3,16 @@ mixture and the KL warm-up, each pinned by what it must show."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.stats
 import torch
 
+from conftest import ROOT
 from vaepipe.figures import MAX_SIDE
 from vaepipe.latent import (by_kl, dimension_stats, fit_mixture, manifold_codes, manifold_images,
                             sample_mixture, save_kl_figure, save_traversal_figure, traversal_images)
@@ -146,3 +151,19 @@ def test_figure_sizes_are_checked_before_drawing():
         latent_needs(20, SimpleNamespace(**{**vars(options), "gmm_components": 1000}), 600, 784)
     with pytest.raises(UserError, match="latent.gmm_components: 1000 components for 500 training images"):
         latent_needs(20, SimpleNamespace(**{**vars(options), "gmm_components": 1000, "gmm_images": 500}), 600, 784)
+
+
+def test_the_mixture_has_the_same_bits_whatever_the_number_of_blas_threads():
+    """OpenBLAS splits its work by the threads it is given, so a fit's last bits would follow
+    the machine's cores; the fit runs on one thread, whatever the process allows."""
+    code = ("import numpy as np\n"
+            "from vaepipe.latent import fit_mixture\n"
+            "rng, n = np.random.default_rng(0), 30000\n"
+            "codes = rng.normal(size=(n, 20)) * rng.uniform(0.1, 2, size=20) + rng.integers(0, 3, size=(n, 1))\n"
+            "m = fit_mixture(codes, components=10, seed=0)\n"
+            "print(m.means_.tobytes().hex(), m.covariances_.tobytes().hex(), m.n_iter_)\n")
+    fits = {threads: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                    env=dict(os.environ, OPENBLAS_NUM_THREADS=threads,
+                                             PYTHONPATH=str(ROOT / "src"))).stdout
+            for threads in ("1", "2")}  # unlimited, the two differ at 30 000 codes (latent.gmm_images)
+    assert fits["1"] == fits["2"]
