@@ -25,7 +25,10 @@ class Adam:
         self.lr, self.betas, self.eps, self.fused = lr, betas, eps, fused
         self.exp_avgs = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sqs = [torch.zeros_like(p) for p in self.params]
-        self.steps = [torch.zeros((), device=p.device) for p in self.params]  # float32, as torch.optim keeps them
+        # one step count (float32, as torch.optim keeps them) shared by every tensor: one
+        # increment a step where torch.optim makes one per tensor
+        self.step_count = torch.zeros((), device=self.params[0].device)
+        self.steps = [self.step_count] * len(self.params)
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -34,7 +37,7 @@ class Adam:
     @torch.no_grad()
     def step(self) -> None:
         beta1, beta2 = self.betas
-        torch._foreach_add_(self.steps, 1)
+        self.step_count += 1
         if self.fused:
             torch._fused_adam_(self.params, [p.grad for p in self.params], self.exp_avgs, self.exp_avg_sqs, [],
                                self.steps, lr=self.lr, beta1=beta1, beta2=beta2,
