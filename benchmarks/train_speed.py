@@ -5,10 +5,12 @@
       DataLoader, sigmoid outputs with binary_cross_entropy, Adam with its defaults;
   (c) the bound: only the matrix multiplications of forward and backward, same shapes.
 
-Each runs REPEATS times, in alternation, at batch 128 and 256; the table gives medians and
-the ratios a/b and a/c, and the last line is `speedup_vs_reference=X.XX gemm_ratio=Y.YY`
-(batch 256). Uses the whole MNIST beside the checkout (or $VAEPIPE_MNIST), else
-Fashion-MNIST from Debian's package, else random pixels.
+Each runs REPEATS times, in alternation (a, c, b: a round's a and c back to back), at batch
+128 and 256; the table gives medians, a/b, and a/c as the median of each round's own ratio
+(the machine's speed drifts between rounds more than within one), with its range; the last
+line is `speedup_vs_reference=X.XX gemm_ratio=Y.YY isa=…` (batch 256). Uses the whole MNIST
+beside the checkout (or $VAEPIPE_MNIST), else Fashion-MNIST from Debian's package, else
+random pixels.
 
     python benchmarks/train_speed.py [--repeats 3] [--device cpu|cuda]
 """
@@ -182,9 +184,9 @@ def main() -> None:
         x = torch.from_numpy(read_split(raw, "train")[0]).to(device)
         results = {}
         for batch_size in args.batch_sizes:
-            runners = {"a": project_epoch(x, batch_size, device),
-                       "b": reference_epoch(tmp, batch_size, device),
-                       "c": gemm_bound(batch_size, device)}
+            runners = {"a": project_epoch(x, batch_size, device),  # a then c: the pair of each
+                       "c": gemm_bound(batch_size, device),            # round sees the same machine
+                       "b": reference_epoch(tmp, batch_size, device)}
             for run in runners.values():  # warm-up: allocator, thread pool, first-call costs
                 timed(run, device)
             times = {name: [] for name in runners}
@@ -192,13 +194,16 @@ def main() -> None:
                 for name, run in runners.items():
                     times[name].append(timed(run, device))
             results[batch_size] = {name: statistics.median(t) for name, t in times.items()}
+            ratios = [a / c for a, c in zip(times["a"], times["c"])]
+            results[batch_size]["a/c"] = statistics.median(ratios)
+            results[batch_size]["a/c range"] = f"{min(ratios):.2f}–{max(ratios):.2f}"
     print(f"{'batch':>5} {'(a) project s':>14} {'(b) reference s':>16} {'(c) gemm s':>11} "
-          f"{'a/b':>6} {'a/c':>6}")
+          f"{'a/b':>6} {'a/c':>6} {'a/c of each round':>18}")
     for batch_size, m in results.items():
         print(f"{batch_size:>5} {m['a']:>14.3f} {m['b']:>16.3f} {m['c']:>11.3f} "
-              f"{m['a'] / m['b']:>6.3f} {m['a'] / m['c']:>6.2f}")
+              f"{m['a'] / m['b']:>6.3f} {m['a/c']:>6.2f} {m['a/c range']:>18}")
     final = results[256] if 256 in results else results[args.batch_sizes[-1]]
-    print(f"speedup_vs_reference={final['b'] / final['a']:.2f} gemm_ratio={final['a'] / final['c']:.2f} "
+    print(f"speedup_vs_reference={final['b'] / final['a']:.2f} gemm_ratio={final['a/c']:.2f} "
           f"isa={torch.backends.cpu.get_cpu_capability() if device.type == 'cpu' else device.type}")
 
 

@@ -2,12 +2,12 @@
 
 The notes' networks are chains of Linear layers and ReLU (or Tanh): backward through them is
 two matrix products and a sum a layer and one elementwise product an activation. Autograd
-records about 25 nodes a batch for the networks, the reparameterisation and the KL, and
-walking them costs about 8% of an epoch on a CPU (benchmarks/train_speed.py). Here those
-gradients are written out with the operations autograd runs, so every weight comes out bit
-for bit as autograd's (tests/test_training.py compares them). Of the likelihoods only the
-notes' Bernoulli has its closed form here; the others keep autograd, on a graph from the
-logits to the loss.
+records some 30 nodes a batch for the networks, the reparameterisation and the KL, and
+walking them costs 4–9% of an epoch on a CPU (docs/performance.md). Here those gradients
+are written out with the operations autograd runs, each rounded as autograd rounds it, so
+every weight comes out bit for bit as autograd's (tests/test_training.py compares them).
+Of the likelihoods only the notes' Bernoulli has its closed form here; the others keep
+autograd, on a graph from the logits to the loss.
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ def loss_and_gradients(model, x: torch.Tensor, *, beta: float, likelihood: str) 
     recon, grad_logits = reconstruction_and_gradient(decoded[-1], x, likelihood)
     terms = loss_terms(recon, kl_per_dim(mu, logvar).sum(), beta)
     grad_z = backward(decoder, decoded, grad_logits)
-    # β · KL: ∂/∂μ = β μ, ∂/∂log σ² = β/2 (σ² − 1); z = μ + ε σ: ∂z/∂μ = 1, ∂z/∂log σ² = ε σ / 2
+    # β · KL: ∂/∂μ = β μ, ∂/∂log σ² = β/2 σ² − β/2; z = μ + ε σ: ∂z/∂μ = 1, ∂z/∂log σ² = ε σ / 2
+    # (each product and sum in autograd's order: floating point is not associative)
     half_beta = 0.5 * beta
     grad_mu = grad_z + beta * mu
     grad_logvar = logvar.exp().mul_(half_beta).sub_(half_beta)
