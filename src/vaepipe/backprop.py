@@ -64,10 +64,9 @@ def reconstruction_and_gradient(logits: torch.Tensor, x: torch.Tensor, likelihoo
 def loss_and_gradients(model, x: torch.Tensor, *, beta: float, likelihood: str) -> dict[str, torch.Tensor]:
     """`vae_loss` of the model (in training mode) on the batch `x`, its gradient left in
     every parameter's .grad, as `vae_loss(…)["loss"].backward()` from zeroed grads would."""
-    encoder, decoder = list(model.encoder), list(model.decoder)[:-1]  # the decoder to logits
+    encoder, decoder = list(model.encoder), list(model.to_logits)
     encoded = forward(encoder, x.view(-1, model.pixels))
-    mu_logvar = encoded[-1].view(-1, 2, model.d)
-    mu, logvar = mu_logvar[:, 0, :], mu_logvar[:, 1, :]
+    mu, logvar = model.split_code(encoded[-1])
     if model.variational:
         z, eps, std = model.draw_code(mu, logvar)
     else:

@@ -58,12 +58,20 @@ class VAE(nn.Module):
         return eps.mul(std).add(mu), eps, std
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu_logvar = self.encoder(x.view(-1, self.pixels)).view(-1, 2, self.d)
+        return self.split_code(self.encoder(x.view(-1, self.pixels)))
+
+    def split_code(self, encoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's output [N, 2d] as (μ, log σ²), views of it."""
+        mu_logvar = encoded.view(-1, 2, self.d)
         return mu_logvar[:, 0, :], mu_logvar[:, 1, :]
 
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+    @property
+    def to_logits(self) -> nn.Sequential:
         """The decoder without its final Sigmoid: the loss takes logits, for stability."""
-        return self.decoder[:-1](z)
+        return self.decoder[:-1]
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.to_logits(z)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """The mean of p(x|z): the Sigmoid's λ, or the continuous Bernoulli's mean."""
