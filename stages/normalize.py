@@ -6,11 +6,11 @@ from pathlib import Path
 
 from vaepipe.atomic import atomic_path, write_json
 from vaepipe.stage import require, run_stage
-from vaepipe.data import save_split
 from vaepipe.folder import read_folder
 from vaepipe.idx import read_split
 from vaepipe.layout import DIGITS, SPLITS, unit_floats
 from vaepipe.outputs import CLASSES, DATA_REPORT, FILES_USED, NORMALIZED, RAW
+from vaepipe.tensorfile import write_arrays
 
 
 def main(params):
@@ -24,7 +24,8 @@ def main(params):
         folder, classes, skipped = None, DIGITS, []
     with atomic_path(NORMALIZED, directory=True) as tmp:
         for name, (images, labels) in splits.items():
-            save_split(tmp / f"{name}.pt", images, labels)
+            # read by `data.load_split`; written without PyTorch, whose import this stage skips
+            write_arrays(tmp / f"{name}.pt", {"images": images, "labels": labels})
             print(f"{name}: {len(images)} images", flush=True)
         if folder is not None:
             write_json(tmp / CLASSES.name, classes)

@@ -18,7 +18,7 @@ from conftest import (FASHION, ROOT, refused_url, run_stage, set_params, stage_e
                       write_dataset)
 from vaepipe.data import first_images, load_split
 from vaepipe.errors import UserError
-from vaepipe.tensorfile import read_tensors
+from vaepipe.tensorfile import STORAGE_TYPES, read_tensors, write_arrays
 from vaepipe.download import DATASETS
 from vaepipe.idx import read_split
 from vaepipe.layout import FILES, SPLITS
@@ -190,7 +190,7 @@ def test_normalize_gives_exactly_bytes_over_255(tmp_path, workdir, serve):
     write_dataset(tmp_path / "mirror", train=300, test=70, seed=5)
     set_params(workdir, data__dataset="custom", data__mirror=str(tmp_path / "mirror"))
     assert run_stage("download", workdir).returncode == 0
-    result = run_stage("normalize", workdir)
+    result = run_stage("normalize", workdir, without="torch")  # it writes the splits as arrays
     assert result.returncode == 0, result.stderr
     for split, n, seed in (("train", 300, 5), ("test", 70, 6)):
         saved = torch.load(workdir / f"data/normalized/{split}.pt", weights_only=True)
@@ -277,6 +277,26 @@ def test_tensor_files_read_without_torch_as_torch_reads_them(tmp_path):
         assert np.array_equal(got[name], tensor.numpy()), name
     split = saved(tmp_path / "split.pt", {"images": torch.rand(30, 784), "labels": torch.arange(30)})
     assert np.array_equal(read_tensors(split, "normalize")["images"], load_split(split)[0].numpy())
+
+
+def test_arrays_written_without_torch_are_what_torch_loads(tmp_path):
+    """Every storage type, 0-d, empty and non-contiguous arrays; each storage 64-byte aligned,
+    as torch.save aligns it; the same arrays give the same bytes."""
+    arrays = {f"{name} {code}": np.arange(24).reshape(4, 6).astype(code) for name, code in STORAGE_TYPES.items()}
+    arrays |= {"scalar": np.array(2.5), "empty": np.zeros((0, 4), np.float32),
+               "transposed": np.arange(12.0).reshape(3, 4).T,
+               "images": np.random.default_rng(0).random((5, 784), np.float32)}
+    write_arrays(tmp_path / "a.pt", arrays)
+    write_arrays(tmp_path / "b.pt", arrays)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    for loaded in (torch.load(tmp_path / "a.pt", weights_only=True),
+                   torch.load(tmp_path / "a.pt", weights_only=True, mmap=True)):
+        assert list(loaded) == list(arrays)
+        for name, array in arrays.items():
+            assert loaded[name].numpy().dtype == array.dtype and np.array_equal(loaded[name].numpy(), array), name
+            assert loaded[name].numel() == 0 or loaded[name].data_ptr() % 64 == 0, name
+    got = read_tensors(tmp_path / "a.pt", "normalize")
+    assert all(np.array_equal(got[name], array) and got[name].shape == array.shape for name, array in arrays.items())
 
 
 class RunsACommand:

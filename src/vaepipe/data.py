@@ -4,20 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
-
-from vaepipe.atomic import write_tensors
 
 # binarized once with a fixed seed, whatever params.seed: every run is scored on the same bits
 BINARIZE_ONCE_SEED = {"train": 2, "test": 3}
 
 
-def save_split(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
-    write_tensors(path, {"images": torch.from_numpy(images), "labels": torch.from_numpy(labels)})
-
-
 def load_split(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images and labels the normalize stage saved (`tensorfile.write_arrays`)."""
     split = torch.load(path, weights_only=True)
     return split["images"], split["labels"]
 

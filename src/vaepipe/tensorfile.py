@@ -1,13 +1,14 @@
-"""The tensor files this project writes (`atomic.write_tensors`: torch.save of a dict of
-dense CPU tensors) read as numpy arrays without importing PyTorch, so that the stages that
-only read codes and images (project, explore) skip its import: the largest part of their
-start-up and memory.
+"""The tensor files this project writes (torch.save of a dict of dense CPU tensors) read as
+numpy arrays, and a dict of arrays written as one, without importing PyTorch: the stages
+that only read codes and images (project, explore) or only write images (normalize) skip
+its import, the largest part of their start-up and memory.
 
 torch.save writes a zip archive: `<root>/data.pkl` pickles the dict, each tensor as a call
 of `torch._utils._rebuild_tensor_v2` on a storage that the pickle names by key, whose bytes
 are the entry `<root>/data/<key>`. Like `torch.load(weights_only=True)`, the unpickler builds
 only those tensors, their storages' types and dicts: a file that asks for anything else is
-refused, never run.
+refused, never run. `write_arrays` writes what `torch.load` and `read_tensors` read, each
+storage 64-byte aligned as torch.save aligns it (so `torch.load(mmap=True)` maps it).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import collections
 import io
 import math
 import pickle
+import struct
 import zipfile
 from pathlib import Path
 
@@ -27,6 +29,8 @@ from vaepipe.errors import UserError
 STORAGE_TYPES = {"FloatStorage": "<f4", "DoubleStorage": "<f8", "HalfStorage": "<f2", "LongStorage": "<i8",
                  "IntStorage": "<i4", "ShortStorage": "<i2", "CharStorage": "i1", "ByteStorage": "u1",
                  "BoolStorage": "?"}
+STORAGE_NAMES = {np.dtype(code): name for name, code in STORAGE_TYPES.items()}
+ALIGNMENT = 64  # bytes: where torch.save starts each storage
 
 
 class _StorageType(str):
@@ -93,3 +97,53 @@ def read_tensors(path: Path, stage: str) -> dict[str, np.ndarray]:
         raise UserError(f"{path} holds no dict of tensors; run `dvc repro {stage} --force` to write it again")
     return tensors
 
+
+def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """`arrays` saved as torch.save saves the same dict of tensors, in a zip archive of
+    stored entries under `archive/`: the same bytes for the same arrays. Written in place:
+    the caller writes it inside an atomic folder (`atomic.atomic_path`)."""
+    arrays = {name: array if array.flags.c_contiguous else np.ascontiguousarray(array)
+              for name, array in arrays.items()}
+    entries = [("data.pkl", _pickled(arrays)), ("byteorder", b"little")]
+    entries += [(f"data/{key}", memoryview(array.reshape(-1)).cast("B")) for key, array in enumerate(arrays.values())]
+    entries.append(("version", b"3\n"))  # torch.save's format version
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in entries:
+            entry = zipfile.ZipInfo(f"archive/{name}")  # dated 1980-01-01, as torch dates its entries
+            entry.create_system = 3  # as written on Unix, wherever it is
+            # the local header is 30 bytes, the name, then an extra field (4 bytes + padding)
+            start = archive.fp.tell() + 30 + len(entry.filename.encode()) + 4
+            padding = -start % ALIGNMENT
+            entry.extra = b"FB" + struct.pack("<H", padding) + b"Z" * padding  # torch's own padding field
+            archive.writestr(entry, data)
+
+
+def _pickled(arrays: dict[str, np.ndarray]) -> bytes:
+    """data.pkl, in pickle protocol 2 as torch.save writes it: the dict, each array a call of
+    `torch._utils._rebuild_tensor_v2` on storage number i (written by hand: `pickle` would
+    import torch to find the functions it names)."""
+    def text(value: str) -> bytes:
+        data = value.encode()
+        return pickle.BINUNICODE + struct.pack("<I", len(data)) + data
+
+    def integer(value: int) -> bytes:
+        return pickle.LONG1 + bytes([8]) + struct.pack("<q", value)
+
+    def named(module: str, name: str) -> bytes:
+        return pickle.GLOBAL + f"{module}\n{name}\n".encode()
+
+    def tuple_of(*items: bytes) -> bytes:
+        return pickle.MARK + b"".join(items) + pickle.TUPLE
+
+    def call(function: bytes, *args: bytes) -> bytes:
+        return function + tuple_of(*args) + pickle.REDUCE
+
+    items = []
+    for key, (name, array) in enumerate(arrays.items()):
+        storage = tuple_of(text("storage"), named("torch", STORAGE_NAMES[array.dtype]), text(str(key)), text("cpu"),
+                           integer(array.size)) + pickle.BINPERSID
+        strides = (stride // array.itemsize for stride in array.strides)
+        items.append(text(name) + call(named("torch._utils", "_rebuild_tensor_v2"), storage, integer(0),
+                                       tuple_of(*map(integer, array.shape)), tuple_of(*map(integer, strides)),
+                                       pickle.NEWFALSE, call(named("collections", "OrderedDict"))))
+    return pickle.PROTO + b"\x02" + pickle.EMPTY_DICT + pickle.MARK + b"".join(items) + pickle.SETITEMS + pickle.STOP
