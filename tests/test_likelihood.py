@@ -143,6 +143,25 @@ def test_each_level_probability_matches_the_integral_of_the_density():
         torch.testing.assert_close(got, expected, rtol=1e-13, atol=1e-13)
 
 
+def test_each_level_probability_has_the_gradient_of_the_integral():
+    """The closed-form ∂ log P(k)/∂l against the derivative of the log of the CDF's
+    difference in 50-digit arithmetic (within the 1e-8 of the mean's series near l = 0),
+    and against finite differences."""
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+    for logit in (-30.0, -2.0, -0.4, -TAYLOR_BELOW / 3, 1e-6, 0.6, 7.0, 30.0):
+        def log_p(l, k):
+            return mpmath.log((mpmath.expm1(l * (k + 1) / LEVELS) - mpmath.expm1(l * k / LEVELS)) / mpmath.expm1(l))
+        expected = torch.tensor([float(mpmath.diff(lambda l: log_p(l, k), logit)) for k in range(LEVELS)],
+                                dtype=torch.float64)
+        logits = torch.full((LEVELS,), logit, dtype=torch.float64, requires_grad=True)
+        discretized_log_prob(logits, torch.arange(LEVELS, dtype=torch.float64) / (LEVELS - 1)).sum().backward()
+        torch.testing.assert_close(logits.grad, expected, rtol=0, atol=2e-8)
+    logits = torch.linspace(-20, 20, 41, dtype=torch.float64, requires_grad=True)
+    x = torch.randint(0, LEVELS, (41,), generator=torch.Generator().manual_seed(0)).double() / (LEVELS - 1)
+    assert torch.autograd.gradcheck(lambda l: discretized_log_prob(l, x), (logits,))
+
+
 def test_a_discrete_probability_is_never_above_one_and_its_gradient_is_finite():
     logits = torch.tensor([-1e4, -300.0, -30.0, -1e-3, 0.0, 1e-7, 5e-3, 30.0, 300.0, 1e4], dtype=torch.float64,
                           requires_grad=True)
