@@ -8,7 +8,7 @@ of `torch._utils._rebuild_tensor_v2` on a storage that the pickle names by key, 
 are the entry `<root>/data/<key>`. Like `torch.load(weights_only=True)`, the unpickler builds
 only those tensors, their storages' types and dicts: a file that asks for anything else is
 refused, never run. `write_arrays` writes what `torch.load` and `read_tensors` read, each
-storage 64-byte aligned as torch.save aligns it (so `torch.load(mmap=True)` maps it).
+storage 64-byte aligned as torch.save aligns it (so that torch.load can map it, `mmap=True`).
 """
 
 from __future__ import annotations
@@ -102,7 +102,8 @@ def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """`arrays` saved as torch.save saves the same dict of tensors, in a zip archive of
     stored entries under `archive/`: the same bytes for the same arrays. Written in place:
     the caller writes it inside an atomic folder (`atomic.atomic_path`)."""
-    arrays = {name: array if array.flags.c_contiguous else np.ascontiguousarray(array)
+    # little-endian (the archive says so) and in C order; a copy only where they are not
+    arrays = {name: array.astype(array.dtype.newbyteorder("<"), order="C", copy=False)
               for name, array in arrays.items()}
     entries = [("data.pkl", _pickled(arrays)), ("byteorder", b"little")]
     entries += [(f"data/{key}", memoryview(array.reshape(-1)).cast("B")) for key, array in enumerate(arrays.values())]
