@@ -82,8 +82,8 @@ def discretized_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 class DiscretizedLogProb(torch.autograd.Function):
-    """`discretized_log_prob`, computed in place outside autograd's graph (a third faster
-    than out of place), with the closed-form gradient
+    """`discretized_log_prob`, computed in place outside autograd's graph (a pass about a
+    third faster than out of place), with the closed-form gradient
 
         ∂ log P(k) / ∂l = k/256 + m(l/256)/256 − m(l),
 

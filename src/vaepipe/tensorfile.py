@@ -110,7 +110,7 @@ def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
     entries.append(("version", b"3\n"))  # torch.save's format version
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
         for name, data in entries:
-            entry = zipfile.ZipInfo(f"archive/{name}")  # dated 1980-01-01, as torch dates its entries
+            entry = zipfile.ZipInfo(f"archive/{name}")  # a fixed date (1980-01-01): equal arrays, equal bytes
             entry.create_system = 3  # as written on Unix, wherever it is
             # the local header is 30 bytes, the name, then an extra field (4 bytes + padding)
             start = archive.fp.tell() + 30 + len(entry.filename.encode()) + 4
