@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import ROOT, synthetic_digits
+from vaepipe.device import pick_device
+from vaepipe.errors import UserError
 from vaepipe.model import VAE
 from vaepipe.backprop import loss_and_gradients
 from vaepipe.loss import TERMS
@@ -198,3 +200,16 @@ def test_burda_schedule_steps_the_rate_after_3_to_the_i_passes():
         assert lr_at(epoch, 1e-3, "burda") == pytest.approx(1e-3 * 10 ** (-stage / 7)), epoch
     assert lr_at(77, 1e-3, "constant") == 1e-3
     assert sum(3 ** i for i in range(8)) == 3280  # their 3280 passes
+
+
+def test_a_gpu_is_chosen_with_deterministic_convolutions_and_a_missing_one_is_named(monkeypatch):
+    """On one GPU two runs gave two scoring CNNs (cuDNN's convolution gradients add in the
+    order their threads finish) until choosing CUDA made cuDNN deterministic."""
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="^train.device: cuda was asked for but no CUDA GPU is visible"):
+            pick_device("cuda")
+        assert pick_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the choice alone: no GPU work follows
+    assert pick_device("auto") == torch.device("cuda")
+    assert torch.backends.cudnn.deterministic
