@@ -203,8 +203,8 @@ def test_burda_schedule_steps_the_rate_after_3_to_the_i_passes():
 
 
 def test_a_gpu_is_chosen_with_deterministic_convolutions_and_a_missing_one_is_named(monkeypatch):
-    """On one GPU two runs gave two scoring CNNs (cuDNN's convolution gradients add in the
-    order their threads finish) until choosing CUDA made cuDNN deterministic."""
+    """On one GPU two runs gave two scoring CNNs (cuDNN's convolution gradients may add in
+    any order) until choosing CUDA made cuDNN deterministic."""
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="^train.device: cuda was asked for but no CUDA GPU is visible"):
             pick_device("cuda")

@@ -16,8 +16,8 @@ def pick_device(choice: str) -> torch.device:
     if choice == "auto":
         choice = "cuda" if torch.cuda.is_available() else "cpu"
     if choice == "cuda":
-        # cuDNN's default convolution gradients add partial sums in the order their threads
-        # finish: the scoring CNN, and so every FD, changed from run to run on one GPU
+        # cuDNN's default convolution gradients may add partial sums in any order: the
+        # scoring CNN, and so every FD, changed from run to run on one GPU
         torch.backends.cudnn.deterministic = True
     return torch.device(choice)
 
