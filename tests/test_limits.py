@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import re
 import resource
 import shutil
@@ -224,3 +225,15 @@ def test_exp_run_epochs_3_runs_the_whole_pipeline(tmp_path):
     assert "project.epochs [5, 10] are past the last training epoch (3); showing [0, 3]" in said
     epochs = {line.split(",")[0] for line in (repo / "plots/projection.csv").read_text().splitlines()[1:]}
     assert epochs == {"0", "3"}
+
+
+def test_the_cores_a_stage_counts_are_those_it_may_run_on(monkeypatch):
+    """Threads and worker processes are sized by `available_cores`: pinned to one core (as
+    taskset or a container's CPU set pins it), a process counts one, not the machine's."""
+    ask = "from vaepipe.resources import available_cores; print(available_cores())"
+    pinned = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", ask], env=stage_env(),
+                            capture_output=True, text=True, check=True)
+    assert pinned.stdout == "1\n"
+    from vaepipe.resources import available_cores
+    monkeypatch.delattr("os.sched_getaffinity")  # as on macOS, which keeps no affinity
+    assert available_cores() == os.cpu_count()

@@ -35,7 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vaepipe.errors import DataError
-from vaepipe.resources import available_memory, size
+from vaepipe.resources import available_cores, available_memory, size
 
 MAX_PIXELS = 50_000_000  # a 50-megapixel photo; a 30 000 × 30 000 claim is a bomb
 MAX_FILE_BYTES = 256 << 20
@@ -201,7 +201,7 @@ def _worker_signals() -> None:
 
 def convert_all(paths: list[bytes], side: int, workers: int | None = None) -> list[tuple[bytes | None, str, int]]:
     """`convert` over every file, in order; across the cores when there are enough files."""
-    workers = workers or len(os.sched_getaffinity(0))
+    workers = workers or available_cores()
     jobs = [(path, side) for path in paths]
     progress = dict(total=len(jobs), desc="converting images", unit="image", disable=None, file=sys.stderr)
     if workers == 1 or len(jobs) < PARALLEL_FROM:

@@ -3,7 +3,6 @@ with the ±σ bubbles of figures 3 and 5 when d = 2."""
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -11,6 +10,7 @@ from matplotlib.patches import Ellipse
 
 from vaepipe.figures import DPI, MAX_SIDE, STYLE, plt, save_figure
 from vaepipe.errors import UserError
+from vaepipe.resources import available_cores
 
 PANEL_WIDTH = 420  # pixels per epoch panel of the projection figure
 LEGEND_CLASSES = 20  # more classes than this are coloured but not listed
@@ -52,7 +52,7 @@ def projection_rows(snapshots: dict[int, dict], points: int, method: str, seed: 
     t-SNE's gradient releases the GIL, and one fit alone leaves a core idle in its serial
     parts (on 2 cores, three fits at once took 5.8–6.3 s, one after another 6.5–7.5 s)."""
     means = [snapshot["mu"][:points].astype(np.float64) for snapshot in snapshots.values()]
-    threads = max(1, min(FIT_THREADS, len(os.sched_getaffinity(0)) // len(means)))
+    threads = max(1, min(FIT_THREADS, available_cores() // len(means)))
     with ThreadPoolExecutor(len(means)) as pool:
         projected = list(pool.map(lambda mu: project_means(mu, method, seed, threads), means))
     rows = []

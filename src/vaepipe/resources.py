@@ -1,4 +1,5 @@
-"""Memory a stage will need, estimated from params before any of it is allocated.
+"""What a stage may use of this machine: its cores, and the memory it will need, estimated
+from params before any of it is allocated.
 
 Each estimate names the params that drive it, so a value too large for this machine stops
 the stage with one line naming the key, the estimate and the limit, instead of a traceback
@@ -33,6 +34,14 @@ def available_memory(device: torch.device | None = None) -> int:
     except OSError:
         pass
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def available_cores() -> int:
+    """The cores this process may run on: its CPU affinity where the system keeps one (Linux:
+    taskset, a container's CPU set), else every core (macOS has no affinity to ask)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def size(nbytes: float) -> str:
