@@ -95,15 +95,16 @@ def test_project_stage_writes_rows_for_every_snapshot_epoch(workdir):
     assert width > 2.5 * height  # three panels side by side
 
 
-def test_the_fits_at_once_give_each_fit_alone():
-    """The epochs' t-SNE fits share the cores in threads: each must come out as it does when
+@pytest.mark.parametrize("method", ["tsne", "pca"])
+def test_the_fits_at_once_give_each_fit_alone(method):
+    """The epochs' fits share the cores in threads: each must come out as it does when
     fitted alone on one thread (no state shared between fits, none lost to the threads)."""
     rng = np.random.default_rng(4)
     snapshots = {epoch: {"mu": rng.standard_normal((120, 5), dtype=np.float32), "labels": np.arange(120) % 10}
                  for epoch in (0, 3, 7)}
-    rows = projection_rows(snapshots, points=100, method="tsne", seed=1)
+    rows = projection_rows(snapshots, points=100, method=method, seed=1)
     for epoch, snapshot in snapshots.items():
-        alone = project_means(snapshot["mu"][:100].astype(np.float64), "tsne", 1, threads=1)
+        alone = project_means(snapshot["mu"][:100].astype(np.float64), method, 1, threads=1)
         assert [(r["x"], r["y"]) for r in rows if r["epoch"] == epoch] == [tuple(p) for p in alone.tolist()]
 
 
