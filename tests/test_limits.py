@@ -17,6 +17,7 @@ import pytest
 
 from conftest import ROOT, FAST, Mirror, dvc, make_repo, run_stage, set_params, stage_env, write_dataset
 from test_pipeline import STAGES, ran
+from vaepipe.resources import available_cores
 
 GB = 1 << 30
 # stage script run under this launcher: it writes its own peak RSS (KiB) beside params.yaml
@@ -234,6 +235,5 @@ def test_the_cores_a_stage_counts_are_those_it_may_run_on(monkeypatch):
     pinned = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", ask], env=stage_env(),
                             capture_output=True, text=True, check=True)
     assert pinned.stdout == "1\n"
-    from vaepipe.resources import available_cores
     monkeypatch.delattr("os.sched_getaffinity")  # as on macOS, which keeps no affinity
     assert available_cores() == os.cpu_count()
