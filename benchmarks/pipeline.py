@@ -12,12 +12,15 @@ the largest that any process of the run reached (getrusage, exact).
 The reference is the course notebook's own training recipe on the same files
 (`--reference`, by default `shared/bench/notebook_recipe.py` beside the checkout), run just
 before and just after the pipeline, so that both see the same machine; the ratio is the
-pipeline's total over the mean of its two runs.
+pipeline's total over the mean of those two runs. A shared machine's speed drifts by 10–20 %
+from one minute to the next: `--repeats N` runs the pipeline N times, each in a fresh
+repository between two runs of the reference (N + 1 of them in all), and prints each
+stage's median, the median ratio and the range of the N ratios.
 
-    python benchmarks/pipeline.py [--mnist ../shared/data/mnist] [--reference notebook_recipe.py]
+    python benchmarks/pipeline.py [--mnist ../shared/data/mnist] [--reference notebook_recipe.py] [--repeats N]
 
 The last line is `total_s=… dvc_start_s=… download_s=… … noop_s=… peak_gb=… reference_s=… ratio=…`
-(without the last two when there is no reference).
+(without the last two when there is no reference), then `ratio_range=…` when N > 1.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from __future__ import annotations
 import argparse
 import platform
 import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -130,32 +135,51 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", type=Path, default=default_reference(),
                         help="the notebook's recipe: a script taking the MNIST folder")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="pipeline runs, each from a clean workspace and between two runs of the reference")
     args = parse_with_mnist(parser)
     mnist = args.mnist.resolve()
     reference = [] if args.reference is None else [sys.executable, str(args.reference.resolve()), str(mnist)]
+    runs, references = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        repo = make_repo(Path(tmp) / "repo", str(mnist), dataset="mnist", fast=False)
-        before = timed(repo, *reference) if reference else None
-        seconds, peaks, peak = repro(repo)
-        noop, _ = timed(repo, str(BIN / "dvc"), "repro")
-        after = timed(repo, *reference) if reference else None
-    total = sum(seconds.values())
+        for round_ in range(args.repeats):
+            repo = make_repo(Path(tmp) / f"repo{round_}", str(mnist), dataset="mnist", fast=False)
+            if reference and not references:
+                references.append(timed(repo, *reference))
+            runs.append(repro(repo))
+            if round_ == 0:
+                noop, _ = timed(repo, str(BIN / "dvc"), "repro")
+            if reference:
+                references.append(timed(repo, *reference))
+            shutil.rmtree(repo)
+    # each stage's median over the runs; a round's ratio is its total over the reference runs beside it
+    totals = [sum(seconds.values()) for seconds, _, _ in runs]
+    seconds = {stage: statistics.median(run[0][stage] for run in runs) for stage in runs[0][0]}
+    peaks = {stage: max(run[1].get(stage, 0) for run in runs) for stage in seconds}
+    total, peak = statistics.median(totals), max(run[2] for run in runs)
     print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, data {args.mnist}")
+          f"torch {torch.__version__}, data {args.mnist}"
+          + (f"; medians of {args.repeats} runs" if args.repeats > 1 else ""))
     print(f"{'stage':<13}{'wall s':>8}{'peak MB':>9}{'share':>8}")
     for stage, wall in seconds.items():
-        shown = f"{peaks[stage] / 2**20:9.0f}" if stage in peaks else f"{'':9}"
+        shown = f"{peaks[stage] / 2**20:9.0f}" if peaks[stage] else f"{'':9}"
         print(f"{stage:<13}{wall:8.1f}{shown}{wall / total:8.0%}")
-    print(f"{'total':<13}{total:8.1f}{peak / 2**20:9.0f}")
+    print(f"{'total':<13}{total:8.1f}{peak / 2**20:9.0f}"
+          + (f"   runs: {', '.join(f'{t:.1f}' for t in totals)} s" if len(totals) > 1 else ""))
     print(f"{'no-op repro':<13}{noop:8.1f}")
     summary = ([f"total_s={total:.1f}"]
                + [f"{stage.replace('dvc start-up', 'dvc_start')}_s={wall:.1f}" for stage, wall in seconds.items()]
                + [f"noop_s={noop:.1f}", f"peak_gb={peak / 2**30:.2f}"])
     if reference:
-        mean = (before[0] + after[0]) / 2
-        print(f"{'reference':<13}{mean:8.1f}{max(before[1], after[1]) / 2**20:9.0f}"
-              f"   the notebook's recipe ({before[0]:.1f} s before the pipeline, {after[0]:.1f} s after)")
-        summary += [f"reference_s={mean:.1f}", f"ratio={total / mean:.2f}"]
+        walls = [wall for wall, _ in references]
+        beside = [(before + after) / 2 for before, after in zip(walls, walls[1:])]
+        ratios = [pipeline / mean for pipeline, mean in zip(totals, beside)]
+        print(f"{'reference':<13}{statistics.median(walls):8.1f}{max(p for _, p in references) / 2**20:9.0f}"
+              f"   the notebook's recipe (runs: {', '.join(f'{wall:.1f}' for wall in walls)} s, "
+              "before, between and after the pipeline's)")
+        summary += [f"reference_s={statistics.median(walls):.1f}", f"ratio={statistics.median(ratios):.2f}"]
+        if len(ratios) > 1:
+            summary.append(f"ratio_range={min(ratios):.2f}–{max(ratios):.2f}")
     else:
         print("no reference: pass --reference notebook_recipe.py for the ratio")
     print(" ".join(summary))
