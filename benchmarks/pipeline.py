@@ -131,21 +131,26 @@ def default_reference() -> Path | None:
     return next((path for path in found if path.exists()), None)
 
 
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of runs, 1 or more, got {text!r}")
+    return int(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", type=Path, default=default_reference(),
                         help="the notebook's recipe: a script taking the MNIST folder")
-    parser.add_argument("--repeats", type=int, default=1,
+    parser.add_argument("--repeats", type=positive, default=1,
                         help="pipeline runs, each from a clean workspace and between two runs of the reference")
     args = parse_with_mnist(parser)
     mnist = args.mnist.resolve()
     reference = [] if args.reference is None else [sys.executable, str(args.reference.resolve()), str(mnist)]
-    runs, references = [], []
+    runs = []
     with tempfile.TemporaryDirectory() as tmp:
+        references = [timed(Path(tmp), *reference)] if reference else []
         for round_ in range(args.repeats):
             repo = make_repo(Path(tmp) / f"repo{round_}", str(mnist), dataset="mnist", fast=False)
-            if reference and not references:
-                references.append(timed(repo, *reference))
             runs.append(repro(repo))
             if round_ == 0:
                 noop, _ = timed(repo, str(BIN / "dvc"), "repro")
