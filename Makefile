@@ -37,9 +37,10 @@ review: $(INSTALLED)
 share: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" python -m vaepipe.share
 
-# the explorer of the workspace's run (`dvc repro explore` makes it), served on 127.0.0.1 only
+# the explorer of the workspace's run (`dvc repro explore` makes it), served on 127.0.0.1 only, to
+# requests addressed to 127.0.0.1 or localhost (vaepipe.serve: no DNS rebinding)
 PORT ?= 8000
 explore: $(INSTALLED)
 	@test -f explorer/index.html || { echo "error: explorer/ not found: run \`dvc repro explore\` first" >&2; exit 1; }
 	@echo "explorer: http://127.0.0.1:$(PORT)/ (Ctrl-C stops it)"
-	@$(BIN)/python -m http.server --bind 127.0.0.1 --directory explorer "$(PORT)" > /dev/null
+	@$(BIN)/python -m vaepipe.serve explorer --port "$(PORT)"

@@ -12,7 +12,7 @@ from vaepipe.tensorfile import read_tensors
 
 # what the run is (not where its data came from or where it ran): the stage's params in dvc.yaml
 SHOWN_PARAMS = ("seed", "d", "beta", "epochs", "model", "hidden", "activation", "data.dataset", "data.binarize",
-                "train.batch_size", "train.lr", "train.warmup_epochs", "train.likelihood")
+                "train.batch_size", "train.lr", "train.warmup_epochs", "train.likelihood", "project.method")
 SHOWN_METRICS = ("test.loss", "test.recon", "test.kl", "test.iw_nll", "test.bits_per_dim", "test.likelihood",
                  "test.active_units",
                  "samples.fd", "samples_gmm.fd", "train.loss")

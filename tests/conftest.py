@@ -4,7 +4,6 @@ work folders and git repositories holding a copy of the project."""
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import http.server
 import os
@@ -253,20 +252,18 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
          "--disable-component-update", "--disable-sync"]
 
 
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @contextlib.contextmanager
 def serving(folder: Path):
-    """`folder` served over HTTP on 127.0.0.1; yields its URL."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(folder)))
+    """`folder` served on 127.0.0.1 as `make explore` serves it (vaepipe.serve); yields its URL."""
+    from vaepipe.serve import server as local_server
+
+    server = local_server(str(folder), 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/"
     finally:
         server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture(scope="module")

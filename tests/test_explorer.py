@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from conftest import BIN, Mirror, dvc, git, make_repo, run_stage, serving, stage_env, write_dataset
 
@@ -77,6 +78,33 @@ def test_page_loads_without_errors_or_outside_requests(page, served, repo, capsy
     assert run == json.loads((repo / "explorer/run.json").read_text())
     assert "beta=" in text and "test.loss" in text and f"d={run['d']}" in text
     assert f"{run['metrics']['test.loss']:.4g}" in text
+
+
+def test_the_map_names_its_projection_method(page, repo):
+    method = yaml.safe_load((repo / "params.yaml").read_text())["project"]["method"]
+    assert page.inner_text("#mapkind").startswith(f"({method} of epoch ")
+
+
+def test_metrics_and_class_names_are_shown_as_text_never_markup(repo, browser, tmp_path):
+    """The run line and the map's legend are built from text nodes: a metric or a class
+    folder's name holding markup shows as written and makes no element."""
+    folder = shutil.copytree(repo / "explorer", tmp_path / "explorer")
+    run = json.loads((folder / "run.json").read_text())
+    hostile = {"metric": '<b id="injected">x</b>', "class": "b\"q'&amp;", "tag": '<i id="tagged">c</i>'}
+    run["metrics"]["test.likelihood"] = hostile["metric"]
+    run["classes"][:2] = [hostile["class"], hostile["tag"]]
+    (folder / "run.json").write_text(json.dumps(run))
+    page = browser.new_page()
+    try:
+        with serving(folder) as url:
+            page.goto(url)
+            page.evaluate("explorer.ready")
+            assert page.evaluate("document.querySelectorAll('#injected, #tagged').length") == 0
+            assert hostile["metric"] in page.inner_text("#run")
+            legend = page.inner_text("#legend")
+            assert hostile["class"] in legend and hostile["tag"] in legend, legend
+    finally:
+        page.close()
 
 
 def test_sliders_are_sorted_by_kl_and_decode_what_torch_decodes(page, repo, capsys):

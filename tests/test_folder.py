@@ -8,8 +8,10 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import struct
 import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -20,7 +22,8 @@ import yaml
 from PIL import Image
 
 from conftest import BIN, dvc, git, make_repo, run_stage, serving, set_params, stage_env
-from vaepipe.folder import PARALLEL_FROM, convert_all, read_folder
+from vaepipe.folder import (MAX_IMAGE_MEMORY, PARALLEL_FROM, WORKER_MEMORY, convert_all, image_memory, pool_workers,
+                            read_folder)
 from vaepipe.idx import read_split
 from vaepipe.layout import unit_floats
 from vaepipe.markdown import escape
@@ -60,11 +63,15 @@ def converted(workdir: Path, name: str) -> np.ndarray:
     raise AssertionError(f"{name} not among the files used: {files}")
 
 
-def png_claiming(width: int, height: int) -> bytes:
-    """A valid PNG header claiming width × height pixels, with almost no data behind it."""
+POSTSCRIPT = "%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\n0 0 moveto 28 28 lineto stroke\nshowpage\n"
+
+
+def png_claiming(width: int, height: int, depth: int = 8, colour: int = 0) -> bytes:
+    """A valid PNG header claiming width × height pixels (grey; colour 6 = RGBA), with almost
+    no data behind it."""
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
 
 
@@ -79,7 +86,9 @@ def looping_link(path: Path) -> None:
 
 
 SKIPPED = {  # file name -> (how to make it, the reason listed)
-    "text.png": (lambda p: p.write_text("not an image at all\n"), "not an image Pillow can read"),
+    "text.png": (lambda p: p.write_text("not an image at all\n"), "not an image in a format read here"),
+    # Pillow would hand it to Ghostscript by its contents, whatever its name
+    "postscript.png": (lambda p: p.write_text(POSTSCRIPT), "not an image in a format read here (PNG, JPEG"),
     "empty.png": (lambda p: p.write_bytes(b""), "an empty file"),
     "truncated.png": (truncated_png, "damaged (image file is truncated"),
     "bomb.png": (lambda p: p.write_bytes(png_claiming(30_000, 30_000)), "claims 30000 × 30000 pixels"),
@@ -170,6 +179,100 @@ def test_links_to_folders_and_hidden_files(workdir, tmp_path):
     assert result.returncode == 0, result.stderr
     assert report(workdir)["skipped"] == [{"file": "a/more", "reason": "a link to a folder: not followed"}]
     assert report(workdir)["data"]["train"] + report(workdir)["data"]["test"] == 6
+
+
+LINKS = {  # a layout with a link -> (exit code, what stderr or the skipped list says)
+    "data.path is a link": (2, "is a symbolic link, and links to folders are not followed"),
+    "train/ is a link": (2, "train/ is a link to a folder, and links to folders are not followed"),
+    "a class folder is a link": (0, "a link to a folder: not followed"),
+    "a file links outside": (0, "a link to a file outside data.path: not followed"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LINKS))
+def test_folder_links_are_not_followed(workdir, tmp_path, case):
+    """No image from outside data.path enters the data set through a link, and no outside
+    name reaches metrics/data.json; a file link that stays inside the folder is used."""
+    outside = two_classes(tmp_path / "home")  # e.g. a link to $HOME
+    grey_png(outside / "a" / "private.png", 99)
+    folder = tmp_path / "images"
+    for split in ("train", "test"):
+        two_classes(folder / split)
+    if case == "data.path is a link":
+        os.symlink(folder, tmp_path / "link")
+        folder = tmp_path / "link"
+    elif case == "train/ is a link":
+        shutil.rmtree(folder / "train")
+        os.symlink(outside, folder / "train")
+    elif case == "a class folder is a link":
+        shutil.rmtree(folder / "test" / "a")
+        os.symlink(outside / "a", folder / "test" / "a")
+    else:
+        os.symlink(outside / "a" / "private.png", folder / "train" / "a" / "private.png")
+        os.symlink(folder / "train" / "a" / "0.png", folder / "train" / "a" / "again.png")  # inside: used
+    code, says = LINKS[case]
+    result = normalize(workdir, folder)
+    assert result.returncode == code, result.stderr
+    if code:
+        assert result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
+        assert not (workdir / "data/normalized").exists()
+        return
+    assert [row["reason"] for row in report(workdir)["skipped"]] == [says]
+    used = json.loads((workdir / "data/normalized/files.json").read_text())
+    names = [row["file"] for rows in used.values() for row in rows]
+    assert "private" not in json.dumps(used) and not any("home" in name for name in names)
+    assert ("train/a/again.png" in names) == (case == "a file links outside")
+
+
+def test_an_image_too_large_to_convert_is_skipped_before_its_pixels_are_decoded(tmp_path):
+    """36 megapixels of RGBA (under the pixel limit) would hold about 600 MB while its
+    transparency is composited: skipped from its header, in a few hundred bytes of work."""
+    wide = tmp_path / "wide.png"
+    wide.write_bytes(png_claiming(6000, 6000, colour=6))
+    [(pixels, reason, _)] = convert_all([os.fsencode(wide)], 28)
+    assert pixels is None and reason.startswith("6000 × 6000 pixels in mode RGBA need about 583 MB"), reason
+    assert image_memory(6000, 6000, "RGBA", True) > MAX_IMAGE_MEMORY >= image_memory(7000, 7000, "I;16", False)
+
+
+def test_a_16_bit_image_converts_within_the_memory_its_header_promises(tmp_path):
+    """A 95 KB 16-bit 7000 × 7000 PNG cost about 1 GB (its pixels as 8-byte integers, three
+    times over); converted by rows, the process grows by no more than image_memory says."""
+    path = tmp_path / "deep.png"
+    Image.fromarray(np.full((7000, 7000), 257 * 100, dtype=np.uint16)).save(path)
+    assert path.stat().st_size < 200_000
+    script = ("import os, resource, sys\nfrom vaepipe.folder import convert\n"
+              "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+              "pixels, _, _ = convert(os.fsencode(sys.argv[1]), 28)\n"
+              "print(set(pixels), (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)\n")
+    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True,
+                            env=stage_env())
+    assert result.returncode == 0, result.stderr
+    values, grown = result.stdout.rsplit(" ", 1)
+    assert values == "{100}"  # the same bytes as before: (v · 255 + 32767) // 65535
+    assert int(grown) <= image_memory(7000, 7000, "I;16", False), f"grew by {int(grown) >> 20} MB"
+
+
+def test_the_pool_converts_no_more_images_at_once_than_memory_holds():
+    each = MAX_IMAGE_MEMORY + WORKER_MEMORY
+    assert pool_workers(16, 3 * each + 1) == 3
+    assert pool_workers(2, 100 * each) == 2
+    assert pool_workers(8, each // 2) == 1  # one at a time still converts
+
+
+def test_control_characters_in_names_are_escaped_in_every_message(workdir, tmp_path):
+    """An escape sequence in a file or folder name reaches neither the terminal nor the
+    one-line error raw: written as \\x escapes, as a name that is not UTF-8 is."""
+    folder = two_classes(tmp_path / "images")
+    (folder / "c\x1b[2J").mkdir()
+    (folder / "c\x1b[2J" / "x\x1b[2J.png").write_text("not an image")
+    result = normalize(workdir, folder)
+    assert result.returncode == 2 and "\x1b" not in result.stderr, result.stderr
+    assert "class c\\x1b[2J: none of its files is a usable image" in result.stderr
+    shutil.rmtree(folder / "c\x1b[2J")
+    (folder / "a" / "x\x1b[2J\u202e.png").write_text("not an image")
+    result = normalize(workdir, folder)
+    assert result.returncode == 0 and "\x1b" not in result.stderr, result.stderr
+    assert [row["file"] for row in report(workdir)["skipped"]] == ["a/x\\x1b[2J\\u202e.png"]
 
 
 def _crowd(folder: Path) -> None:
@@ -335,8 +438,12 @@ def test_folder_is_a_dependency_editing_one_image_reruns_from_normalize(folder_r
     images = Path(yaml.safe_load((folder_repo / "params.yaml").read_text())["data"]["path"])
     edited = images / "ring" / "ring-004.jpg"
     Image.new("L", (40, 40), 255).save(edited)
+    raw_before = yaml.safe_load((folder_repo / "dvc.lock").read_text())["stages"]["download"]["outs"]
     result = dvc(folder_repo, "repro")
-    assert ran(result.stdout)[0] == "normalize" and "train" in ran(result.stdout)
+    # download lists the folder too (so that DVC refuses a data.path inside data/raw): it
+    # re-runs and writes the same note; everything from normalize runs on the new image
+    assert ran(result.stdout)[:2] == ["download", "normalize"] and "train" in ran(result.stdout)
+    assert yaml.safe_load((folder_repo / "dvc.lock").read_text())["stages"]["download"]["outs"] == raw_before
     used = json.loads((folder_repo / "data/normalized/files.json").read_text())
     row = next(r for split in used.values() for r in split if r["file"] == "ring/ring-004.jpg")
     assert row["bytes"] == edited.stat().st_size

@@ -1,5 +1,15 @@
 """Errors the user can fix: each carries the one line that says what and how."""
 
+import unicodedata
+
+
+def printable(text: str) -> str:
+    """Text as a terminal may show it: control and format characters (an escape sequence,
+    a line break, a right-to-left override) as \\x, \\u escapes, so a file name can neither
+    clear the screen nor break a one-line message."""
+    return "".join(char if unicodedata.category(char)[0] != "C" and unicodedata.category(char) not in ("Zl", "Zp") else
+                   f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}" for char in text)
+
 
 class UserError(Exception):
     """An expected failure: printed as one line, no traceback, exit code `exit_code`."""

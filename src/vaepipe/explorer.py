@@ -21,6 +21,7 @@ from vaepipe.errors import UserError
 from vaepipe.layout import side_of
 
 PAGE = Path(__file__).parent / "page"  # index.html and explorer.js, copied as they are
+METADATA = ("d", "likelihood", "variational")  # what export writes into each file and the page reads
 ACTIVE = 0.01  # a dimension whose μ varies less than this over the test set is inactive (as test.active_units)
 
 
@@ -34,15 +35,33 @@ def onnx_layers(path: Path) -> tuple[list[np.ndarray], dict[str, str]]:
         graph = onnx.load(str(path))
     except Exception as error:  # a protobuf decode error for a file that is not ONNX
         raise UserError(f"{path}: not an ONNX file ({str(error)[:80]}); run `dvc repro export --force`") from None
-    tensors = {init.name: numpy_helper.to_array(init) for init in graph.graph.initializer}
-    layers = []
-    for node in graph.graph.node:
-        if node.op_type == "Gemm":
-            transposed = any(a.name == "transB" and a.i == 1 for a in node.attribute)
-            weight, bias = tensors[node.input[1]], tensors[node.input[2]]
-            layers += [weight if transposed else weight.T, bias]
+    try:
+        tensors = {init.name: numpy_helper.to_array(init) for init in graph.graph.initializer}
+        layers = []
+        for node in graph.graph.node:
+            if node.op_type == "Gemm":
+                transposed = any(a.name == "transB" and a.i == 1 for a in node.attribute)
+                weight, bias = tensors[node.input[1]], tensors[node.input[2]]
+                if weight.ndim != 2 or bias.ndim != 1:
+                    raise ValueError("a Gemm whose weight or bias has the wrong rank")
+                layers += [weight if transposed else weight.T, bias]
+        layers = [np.ascontiguousarray(layer, dtype="<f4") for layer in layers]
+    except (KeyError, IndexError, ValueError, TypeError) as error:
+        raise UserError(f"{path}: not an ONNX model this project exported (its graph: {type(error).__name__} "
+                        f"{str(error)[:60]}); run `dvc repro export --force`") from None
     metadata = {prop.key: prop.value for prop in graph.metadata_props}
-    return [np.ascontiguousarray(layer, dtype="<f4") for layer in layers], metadata
+    missing = [key for key in METADATA if key not in metadata]
+    if missing or not metadata.get("d", "").isdigit():
+        raise UserError(f"{path}: not an ONNX model this project exported (metadata {', '.join(missing) or 'd'} "
+                        "missing or wrong); run `dvc repro export --force`")
+    return layers, metadata
+
+
+def chained(layers: list[np.ndarray]) -> bool:
+    """Whether [weight [out, in], bias [out], …] fit one after another."""
+    weights, biases = layers[::2], layers[1::2]
+    return (all(w.shape[0] == b.shape[0] for w, b in zip(weights, biases))
+            and all(after.shape[1] == before.shape[0] for before, after in zip(weights, weights[1:])))
 
 
 def map_points(projection_csv: Path, mu: np.ndarray) -> dict:
@@ -71,7 +90,9 @@ def build(out: Path, *, encoder: Path, decoder: Path, test_x, mu: np.ndarray, pr
     enc, meta = onnx_layers(encoder)
     dec, _ = onnx_layers(decoder)
     d = int(meta["d"])
-    if len(enc) < 4 or len(enc) % 2 or len(dec) != len(enc) or dec[0].shape[1] != d or mu.shape[1] != d:
+    if (len(enc) < 4 or len(enc) % 2 or len(dec) != len(enc) or not chained(enc) or not chained(dec)
+            or dec[0].shape[1] != d or enc[-2].shape[0] != 2 * d or mu.shape[1] != d
+            or enc[0].shape[1] != dec[-2].shape[0] or side_of(dec[-2].shape[0]) ** 2 != dec[-2].shape[0]):
         raise UserError(f"{encoder.parent}: the ONNX files do not hold this pipeline's model of d = {d}; "
                         "run `dvc repro export --force`")
     where = map_points(projection_csv, mu)
@@ -80,7 +101,7 @@ def build(out: Path, *, encoder: Path, decoder: Path, test_x, mu: np.ndarray, pr
     run = {"d": d, "likelihood": meta["likelihood"], "variational": meta["variational"] == "True",
            "activation": meta.get("activation", "relu"),
            "params": params, "metrics": metrics, "dims": dimensions(kl_csv, mu), "map": where,
-           "points": points, "mixture": mixture, "classes": classes, "side": side_of(len(dec[3])),
+           "points": points, "mixture": mixture, "classes": classes, "side": side_of(len(dec[-1])),
            "layers": {"encoder": [list(layer.shape) for layer in enc], "decoder": [list(layer.shape) for layer in dec]}}
     with atomic_path(out, directory=True) as tmp:
         for name in ("index.html", "explorer.js"):

@@ -75,11 +75,12 @@ def save_digit_figure(path, grid: np.ndarray, title: str, row_names: list[str] |
     left = LABEL_BAND if row_names else 0  # figure_size gives the whole figure's size
     with plt.rc_context(STYLE):
         fig = plt.figure(figsize=((width + left) / DPI, (height + TITLE_BAND) / DPI), dpi=DPI)
-        fig.suptitle(title, y=1 - 0.5 * TITLE_BAND / (height + TITLE_BAND), va="center")
+        # titles and row names carry class names (a user's folder names): text, never math
+        fig.suptitle(title, y=1 - 0.5 * TITLE_BAND / (height + TITLE_BAND), va="center", parse_math=False)
         for i, name in enumerate(row_names or []):
             rows = len(row_names)
             fig.text(left / (width + left) - 0.01, (rows - i - 0.5) / rows * height / (height + TITLE_BAND),
-                     name, ha="right", va="center")
+                     name, ha="right", va="center", parse_math=False)
         fig.canvas.draw()
         canvas = np.asarray(fig.canvas.buffer_rgba())
         drawn = ~np.isnan(grid)  # NaN cells are blank: the figure's background shows

@@ -10,10 +10,15 @@ directly (unlabelled). Every file Pillow reads becomes `side` × `side` grey byt
 - the largest centred square cropped, then resized with a Lanczos filter (an image already
   `side` × `side` is used as it is, byte for byte).
 
-Every other file is skipped and listed with the reason: empty, not an image, truncated,
-claiming more than MAX_PIXELS pixels (a decompression bomb), a link that loops or leads
-nowhere, a link to a folder (not followed). Hidden files and folders (`.name`) are not data
-and are passed over. A name that is not UTF-8 is used, and written with \\x escapes.
+Only the formats in FORMATS are decoded, whatever a file is named: Pillow would otherwise
+pick a decoder by the contents (a PostScript file named `.png` goes to Ghostscript).
+Every other file is skipped and listed with the reason: empty, not an image in those
+formats, truncated, claiming more than MAX_PIXELS pixels (a decompression bomb) or more
+than MAX_IMAGE_MEMORY to convert, a link that loops or leads nowhere, a link to a file
+outside data.path, a link to a folder (never followed: data.path itself, train/ or test/
+as a link are refused). Hidden files and folders (`.name`) are not data and are passed
+over. A name that is not UTF-8, or holds control characters, is used, and written with
+\\x escapes.
 
 Images are ordered by file name (then class), so files named by index keep their order.
 Free of PyTorch: Pillow and NumPy only, converted in parallel across the cores.
@@ -34,10 +39,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from vaepipe.errors import DataError
+from vaepipe.errors import DataError, printable as printable_text
 from vaepipe.resources import available_cores, available_memory, size
 
 MAX_PIXELS = 50_000_000  # a 50-megapixel photo; a 30 000 × 30 000 claim is a bomb
+MAX_IMAGE_MEMORY = 512 << 20  # what converting one image may hold (image_memory), in each worker
+WORKER_MEMORY = 128 << 20  # a forked worker's own pages, beside the image it converts
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM")  # Pillow's names; PPM is every PNM
 MAX_FILE_BYTES = 256 << 20
 MAX_CLASSES = 255  # labels are stored as bytes, like MNIST's
 SPLIT_SALT = b"vaepipe split\0"  # the train/test split is the data's, not the run's: `seed` never changes it
@@ -67,15 +75,24 @@ class Folder:
 
 
 def printable(raw: bytes) -> str:
-    return raw.decode("utf-8", "backslashreplace")
+    """A file name as messages and JSON show it: bytes that are not UTF-8 and control
+    characters as \\x escapes (an escape sequence in a name never reaches a terminal)."""
+    return printable_text(raw.decode("utf-8", "backslashreplace"))
 
 
 def _visible(names) -> list[bytes]:
     return sorted(name for name in names if not name.startswith(b"."))
 
 
+def _inside(path: bytes, root: bytes) -> bool:
+    """Whether `path`, its links resolved, lies inside the folder `root`."""
+    real, top = os.path.realpath(path), os.path.realpath(root)
+    return os.path.commonpath([real, top]) == top
+
+
 def _walk(top: bytes, root: bytes, label: int, entries: list[Entry], skipped: list[dict]) -> None:
-    """Every visible file under `top`, links to folders listed as skipped, not followed."""
+    """Every visible file under `top`; links to folders, and links to files outside `root`,
+    listed as skipped, not followed."""
     for here, dirs, files in os.walk(top, followlinks=False):
         dirs[:] = _visible(dirs)
         for name in list(dirs):
@@ -85,6 +102,10 @@ def _walk(top: bytes, root: bytes, label: int, entries: list[Entry], skipped: li
                                 "reason": "a link to a folder: not followed"})
         for name in _visible(files):
             path = os.path.join(here, name)
+            if os.path.islink(path) and os.path.exists(path) and not _inside(path, root):
+                skipped.append({"file": printable(os.path.relpath(path, root)),
+                                "reason": "a link to a file outside data.path: not followed"})
+                continue
             entries.append(Entry(path, printable(os.path.relpath(path, root)), label))
 
 
@@ -97,9 +118,16 @@ def scan(root: Path) -> tuple[dict[str, list[Entry]] | list[Entry], list[str], l
     """The files of each split (or of the whole folder when it has no train/ and test/),
     the class names, and what the scan already skipped."""
     top = os.fsencode(root)
+    if os.path.islink(top.rstrip(b"/") or top):
+        raise DataError(f"data.path: {printable(top)} is a symbolic link, and links to folders are not followed; "
+                        f"set data.path to the folder itself ({printable(os.path.realpath(top))})")
     if not os.path.isdir(top):
-        raise DataError(f"data.path: {root} is not a folder; set it to the folder holding your images")
+        raise DataError(f"data.path: {printable(top)} is not a folder; set it to the folder holding your images")
     given = {split: os.path.join(top, split.encode()) for split in ("train", "test")}
+    for split, path in given.items():
+        if os.path.islink(path) and os.path.isdir(path):
+            raise DataError(f"data.path: {split}/ is a link to a folder, and links to folders are not followed; "
+                            f"put the folder itself there, or set data.path to the folder holding train/ and test/")
     split_given = all(os.path.isdir(path) for path in given.values())
     tops = list(given.values()) if split_given else [top]
     class_names = sorted({name for part in tops for name in _subfolders(part)})
@@ -116,11 +144,11 @@ def scan(root: Path) -> tuple[dict[str, list[Entry]] | list[Entry], list[str], l
         if labelled:
             for name in _visible(os.listdir(part)):
                 path = os.path.join(part, name)
-                if name in class_names:
-                    _walk(path, top, class_names.index(name), entries, skipped)
-                elif os.path.islink(path) and os.path.isdir(path):
+                if os.path.islink(path) and os.path.isdir(path):  # a class folder's name included
                     skipped.append({"file": printable(os.path.relpath(path, top)),
                                     "reason": "a link to a folder: not followed"})
+                elif name in class_names:
+                    _walk(path, top, class_names.index(name), entries, skipped)
                 else:
                     skipped.append({"file": printable(os.path.relpath(path, top)),
                                     "reason": "outside the class folders"})
@@ -131,15 +159,42 @@ def scan(root: Path) -> tuple[dict[str, list[Entry]] | list[Entry], list[str], l
     return (found if split_given else found["all"]), names, skipped
 
 
+def image_memory(width: int, height: int, mode: str, transparent: bool) -> int:
+    """About what converting one image to grey holds at its peak, from its header alone:
+    Pillow's decoded pixels (1 byte for "1", "L", "P"; 2 for 16-bit; 4 for every other mode,
+    RGB included) and the conversion's copies (the array it is read into, the grey bytes;
+    three RGBA images when transparency is composited onto black). Measured: a 16-bit
+    7000 × 7000 PNG grows the process by 244 MB against 280 MB here."""
+    stored = 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
+    working = 3 * 4 + 1 if transparent else stored + 2
+    return width * height * (stored + working)
+
+
+def pool_workers(cores: int, memory: int) -> int:
+    """How many images convert at once: one a core, as many as the memory holds when each
+    worker may convert an image of MAX_IMAGE_MEMORY."""
+    return max(1, min(cores, memory // (MAX_IMAGE_MEMORY + WORKER_MEMORY)))
+
+
+ROWS = 256  # wide images convert this many rows at a time, so no 8-byte copy of the whole image is made
+
+
+def _by_rows(array: np.ndarray, to_bytes) -> np.ndarray:
+    out = np.empty(array.shape, dtype=np.uint8)
+    for start in range(0, len(array), ROWS):
+        out[start:start + ROWS] = to_bytes(array[start:start + ROWS])
+    return out
+
+
 def _to_grey(image):
     """Any Pillow image as 8-bit grey ("L"), as the module's docstring says."""
     from PIL import Image
 
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        wide = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
-        return Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8), "L")
+        return Image.fromarray(_by_rows(np.asarray(image), lambda rows: (
+            np.clip(rows.astype(np.int64), 0, 65535) * 255 + 32767) // 65535), "L")
     if image.mode == "F":
-        return Image.fromarray(np.clip(np.rint(np.asarray(image)), 0, 255).astype(np.uint8), "L")
+        return Image.fromarray(_by_rows(np.asarray(image), lambda rows: np.clip(np.rint(rows), 0, 255)), "L")
     if "A" in image.mode or "transparency" in image.info:
         rgba = image.convert("RGBA")
         return Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba).convert("L")
@@ -169,14 +224,18 @@ def convert(path: bytes, side: int) -> tuple[bytes | None, str, int]:
         return None, f"unreadable ({error.strerror})", info.st_size
     digest = hashlib.sha256(data).hexdigest()
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as image:
             width, height = image.size
             if width * height > MAX_PIXELS:
                 return None, (f"claims {width} × {height} pixels, more than the {MAX_PIXELS} allowed "
                               "(a decompression bomb?)"), len(data)
+            needs = image_memory(width, height, image.mode, "A" in image.mode or "transparency" in image.info)
+            if needs > MAX_IMAGE_MEMORY:
+                return None, (f"{width} × {height} pixels in mode {image.mode} need about {needs >> 20} MB to convert, "
+                              f"more than the {MAX_IMAGE_MEMORY >> 20} MB allowed an image"), len(data)
             grey = _to_grey(ImageOps.exif_transpose(image))  # exif_transpose loads the first frame
     except Image.UnidentifiedImageError:
-        return None, "not an image Pillow can read", len(data)
+        return None, f"not an image in a format read here ({', '.join(FORMATS)})", len(data)
     except Exception as error:  # noqa: BLE001 - a damaged file fails in many ways inside a decoder
         return None, f"damaged ({str(error)[:80] or type(error).__name__})", len(data)
     width, height = grey.size
@@ -201,7 +260,7 @@ def _worker_signals() -> None:
 
 def convert_all(paths: list[bytes], side: int, workers: int | None = None) -> list[tuple[bytes | None, str, int]]:
     """`convert` over every file, in order; across the cores when there are enough files."""
-    workers = workers or available_cores()
+    workers = workers or pool_workers(available_cores(), available_memory())
     jobs = [(path, side) for path in paths]
     progress = dict(total=len(jobs), desc="converting images", unit="image", disable=None, file=sys.stderr)
     if workers == 1 or len(jobs) < PARALLEL_FROM:

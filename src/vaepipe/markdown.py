@@ -13,17 +13,36 @@ from __future__ import annotations
 
 import re
 import sys
+import unicodedata
 from pathlib import Path
 
-PLAIN = re.compile(r"[A-Za-z0-9 ,+=-]")  # characters Markdown and GitHub's autolinks leave alone
 LINK = re.compile(r"\]\(([^)]*)\)")  # the target of [text](target) and ![alt](target)
 SAFE_TARGET = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*\.png")
+# what CommonMark, GitHub's autolinks, mentions, references and math can read as more than text
+MARKUP = set("\\`*~[]()<>&|!#$@:")
+LINK_DEFINITION = re.compile(r"[^\n]{0,30}\]\s*:[^\n]{0,30}")  # `[label]: target`, wherever it stands
+REFERENCE = re.compile(r"[^\n]{0,30}\]\s*\[[^\n]{0,30}")  # `[text][label]`, `![alt][label]`
 
 
 def escape(text) -> str:
-    """Any value as literal text in Markdown (a table cell included): every character
-    outside letters, digits and a few harmless marks becomes an HTML entity."""
-    return "".join(char if PLAIN.fullmatch(char) else f"&#{ord(char)};" for char in str(text))
+    """Any value as literal text in Markdown (a table cell included) that still reads as
+    plain text: only the characters that could make markup, a link, an autolink, a mention
+    or math become HTML entities, and so do invisible ones (controls, line breaks). An
+    underscore between letters is left (it cannot start emphasis); the dot of `www.` is
+    not (it would start an autolink)."""
+    text = str(text)
+    out = []
+    for i, char in enumerate(text):
+        before, after = text[i - 1:i], text[i + 1:i + 2]
+        if char in MARKUP or (char.isspace() and char != " ") or unicodedata.category(char)[0] == "C":
+            out.append(f"&#{ord(char)};")
+        elif char == "_" and not (before.isalnum() and after.isalnum()):
+            out.append("&#95;")
+        elif char == "." and text[max(i - 3, 0):i].lower() == "www":
+            out.append("&#46;")
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def table(header: list[str], rows: list[list]) -> str:
@@ -35,9 +54,15 @@ def table(header: list[str], rows: list[list]) -> str:
 
 def unsafe_links(text: str, folder: Path) -> list[str]:
     """What in a report could make a poster upload or link anything but its own figures:
-    raw HTML, a link target that is not a plain relative path to a PNG file inside
-    `folder`, or one that leaves it through a symbolic link."""
-    found = [f"raw HTML {match!r}" for match in re.findall(r"<[^>]{0,40}", text)]
+    raw HTML (`src=`, `href=`) or an autolink (`<…>`), a link reference definition or a
+    reference-style link (CML uploads what a definition names, wherever it points), a URL,
+    an inline link whose target is not a plain relative path to a PNG file inside `folder`,
+    or one that leaves it through a symbolic link. The report writer emits none of these
+    but its own figures' inline links."""
+    found = [f"raw HTML or an autolink {match!r}" for match in re.findall(r"<[^>]{0,40}", text)]
+    found += [f"a link reference definition {match!r}: CML would upload what it names"
+              for match in LINK_DEFINITION.findall(text)]
+    found += [f"a reference-style link {match!r}" for match in REFERENCE.findall(text)]
     found += [f"a URL {match!r}" for match in re.findall(r"(?i)\b(?:https?|ftp|file)://\S{0,40}|\bwww\.\S{0,40}", text)]
     root = folder.resolve()
     for target in LINK.findall(text):

@@ -15,6 +15,7 @@ from vaepipe.device import unreadable
 from vaepipe.layout import PIXELS
 from vaepipe.loss import CONTINUOUS_BERNOULLI, decoded_mean
 from vaepipe.network import hidden_widths, layer_widths
+from vaepipe.params import LIKELIHOODS, MAX_WIDTH, shown
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
@@ -110,15 +111,59 @@ def save_model(path, model: VAE, extra: dict) -> None:
     write_tensors(path, {"state_dict": state, "hparams": {**hyperparameters(model), **extra}})
 
 
+def parameter_shapes(d: int, pixels: int, hidden: list[int] | None = None) -> dict[str, tuple[int, ...]]:
+    """The state dict's names and shapes of the model these hyper-parameters build."""
+    shapes = {}
+    for net, widths in zip(("encoder", "decoder"), layer_widths(d, pixels, hidden)):
+        for k, (n_in, n_out) in enumerate(zip(widths, widths[1:])):
+            shapes[f"{net}.{2 * k}.weight"], shapes[f"{net}.{2 * k}.bias"] = (n_out, n_in), (n_out,)
+    return shapes
+
+
+def checked_checkpoint(checkpoint) -> tuple[dict, dict, int]:
+    """(hparams, state dict, pixels) of a loaded checkpoint, checked before any model is
+    built: the hyper-parameters within params.yaml's limits, and every tensor of the model
+    they describe present, with its shape, in a storage that holds it. So the model built
+    is never larger than the file it came from; ValueError says what is wrong."""
+    if not isinstance(checkpoint, dict) or not all(isinstance(checkpoint.get(key), dict)
+                                                   for key in ("hparams", "state_dict")):
+        raise ValueError("not a mapping of state_dict and hparams")
+    hparams, state = checkpoint["hparams"], checkpoint["state_dict"]
+    d, hidden = hparams.get("d"), hparams.get("hidden")
+    if type(d) is not int or not 1 <= d <= MAX_WIDTH:
+        raise ValueError(f"hparams d: must be an integer from 1 to {MAX_WIDTH}, got {shown(d)}")
+    if hidden is not None and (not isinstance(hidden, list) or not hidden
+                               or any(type(w) is not int or not 1 <= w <= MAX_WIDTH for w in hidden)):
+        raise ValueError(f"hparams hidden: must be null or a list of widths from 1 to {MAX_WIDTH}, got {shown(hidden)}")
+    for key, allowed in (("variational", (True, False)), ("likelihood", LIKELIHOODS),
+                         ("activation", tuple(ACTIVATIONS))):
+        value = hparams.get(key, "relu" if key == "activation" else None)
+        if type(value) not in (bool, str) or value not in allowed:
+            raise ValueError(f"hparams {key}: must be one of {', '.join(map(str, allowed))}, got {shown(value)}")
+    first = state.get("encoder.0.weight")
+    if not isinstance(first, torch.Tensor) or first.dim() != 2:
+        raise ValueError("no encoder.0.weight of two dimensions")
+    pixels = first.shape[1]
+    expected = parameter_shapes(d, pixels, hidden)
+    if set(state) != set(expected):
+        raise ValueError(f"its tensors are not those of the model its hparams describe ({len(state)} "
+                         f"against {len(expected)})")
+    for name, shape in expected.items():
+        tensor = state[name]
+        if (not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != shape or tensor.dtype != torch.float32
+                or not tensor.is_contiguous() or tensor.untyped_storage().nbytes()
+                < (tensor.storage_offset() + tensor.numel()) * tensor.element_size()):
+            raise ValueError(f"{name}: not a float32 tensor of shape {list(shape)} held by its storage")
+    return hparams, state, pixels
+
+
 def load_model(path, device: torch.device | str = "cpu") -> tuple[VAE, dict]:
     """The trained model (in evaluation mode) and its hyper-parameters."""
     try:
-        checkpoint = torch.load(path, map_location=device, weights_only=True)
-        hparams = checkpoint["hparams"]
-        pixels = checkpoint["state_dict"]["encoder.0.weight"].shape[1]
+        hparams, state, pixels = checked_checkpoint(torch.load(path, map_location=device, weights_only=True))
         model = VAE(hparams["d"], hparams["variational"], hparams["likelihood"], pixels,
                     hparams.get("hidden"), hparams.get("activation", "relu")).to(device)
-        model.load_state_dict(checkpoint["state_dict"])
-    except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, EOFError) as error:
+        model.load_state_dict(state)
+    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError) as error:
         raise unreadable(path, error, "train") from None
     return model.eval(), hparams

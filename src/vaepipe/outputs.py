@@ -25,3 +25,7 @@ def snapshot(epoch: int) -> str:
 ONNX = Path("models/onnx")
 MIXTURE = Path("models/mixture.json")
 EXPLORER = Path("explorer")
+
+# every folder a stage writes into: DVC deletes a stage's outputs before it runs, so the
+# user's images (data.path) may neither lie in one nor hold one
+OUTPUT_FOLDERS = (RAW, NORMALIZED, MODEL.parent, METRICS, PLOTS, EXPLORER)

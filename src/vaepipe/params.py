@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import reprlib
 import types
@@ -19,6 +20,7 @@ import yaml
 
 from vaepipe.errors import ParamsError
 from vaepipe.layout import FILES
+from vaepipe.outputs import OUTPUT_FOLDERS
 from vaepipe.network import hidden_widths
 
 PARAMS_FILE = "params.yaml"
@@ -83,12 +85,15 @@ class DataParams:
     test_fraction: float = number(above=0, maximum=0.9)  # dataset folder without train/ and test/
 
 
+LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "discretized", "gaussian")
+
+
 @dataclass(frozen=True)
 class TrainParams:
     batch_size: int = number(minimum=1)
     lr: float = number(above=0)
     warmup_epochs: int = number(minimum=0)
-    likelihood: str = one_of("bernoulli", "continuous-bernoulli", "discretized", "gaussian")
+    likelihood: str = one_of(*LIKELIHOODS)
     device: str = one_of("auto", "cpu", "cuda")
     adam_eps: float = number(above=0)  # Adam's ε: 1e-8 (PyTorch's), 1e-4 in Burda et al.
     schedule: str = one_of("constant", "burda")  # burda: 3^i passes at lr · 10^(−i/7), i = 0…7
@@ -192,7 +197,22 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
                           "set it to a URL or folder holding the four IDX .gz files")
     if params.data.dataset == "folder" and not params.data.path.strip():
         raise ParamsError("data.path: dataset 'folder' needs the folder of your images; set data.path to it")
+    _check_data_path(params.data.path, path.parent)
     return params
+
+
+def _check_data_path(data_path: str, root: Path) -> None:
+    """data.path must not overlap a stage's outputs: DVC deletes those before the stage runs,
+    and the images in them were never in its cache. Links are resolved first."""
+    images = os.path.realpath(root / data_path)
+    for output in OUTPUT_FOLDERS:
+        folder = os.path.realpath(root / output)
+        if os.path.commonpath([images, folder]) == folder:
+            raise ParamsError(f"data.path: {shown(data_path)} lies inside {output}/, a stage's output that DVC "
+                              "deletes before the stage runs; keep your images in a folder of their own (e.g. images/)")
+        if os.path.commonpath([images, folder]) == images:
+            raise ParamsError(f"data.path: {shown(data_path)} holds {output}/, a stage's output that DVC deletes "
+                              "before the stage runs; name the folder that holds only your images")
 
 
 def _check_sha256(pins) -> None:

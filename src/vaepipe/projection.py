@@ -86,7 +86,9 @@ def save_projection_figure(path, rows: list[dict], snapshots: dict[int, dict], m
         if 0 < len(classes) <= LEGEND_CLASSES:
             handles = [plt.Line2D([], [], marker="o", linestyle="", color=colours(k), label=name)
                        for k, name in enumerate(classes)]
-            fig.legend(handles=handles, title="label", loc="outside right center")
+            legend = fig.legend(handles=handles, title="label", loc="outside right center")
+            for text in legend.get_texts():
+                text.set_parse_math(False)  # class names are a user's folder names: text, never math
         what = "the means μ" if direct else f"{axis_name} projection of the means μ"
         fig.suptitle(f"Latent space by epoch: {what} of {len(xy)} test images")
         save_figure(fig, path)

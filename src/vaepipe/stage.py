@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from vaepipe.errors import Interrupted, UserError
+from vaepipe.errors import Interrupted, UserError, printable
 from vaepipe.params import Params, load_params
 
 
@@ -55,7 +55,7 @@ def run_stage(main: Callable[[Params], None]) -> None:
     try:
         main(load_params())
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {printable(str(error))}", file=sys.stderr)
         leave(error.exit_code)
     leave(0)
 

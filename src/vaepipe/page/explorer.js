@@ -8,6 +8,8 @@
   const colorOf = (label) => (label < 0 ? "#555" : COLORS[label % COLORS.length]);  // −1: unlabelled
   const ex = (window.explorer = { ready: null, z: null, drawn: null, drawnMu: null });
   const $ = (id) => document.getElementById(id);
+  // an element holding `children` (text or elements): no string is ever parsed as HTML
+  const element = (tag, ...children) => { const node = document.createElement(tag); node.append(...children); return node; };
 
   // --- the model: y = W x + b with W stored [out, in], as the ONNX Gemm's B (transB = 1)
   let run, layers, images, mus;
@@ -71,7 +73,7 @@
       const label = document.createElement("label");
       label.className = active ? "" : "inactive";
       label.title = `KL ${kl.toFixed(3)} nats per image${active ? "" : " (inactive: its μ hardly varies)"}`;
-      label.innerHTML = `<span>z${dim} · ${kl.toFixed(2)}${active ? "" : " ∅"}</span>`;
+      label.append(element("span", `z${dim} · ${kl.toFixed(2)}${active ? "" : " ∅"}`));
       const input = Object.assign(document.createElement("input"), { type: "range", min: -4, max: 4, step: 0.01, value: 0 });
       input.dataset.dim = dim;
       const value = document.createElement("span");
@@ -116,8 +118,12 @@
     toCanvas = (x, y) => [pad + (x - x0) * scale, size - pad - (y - y0) * scale];
     ex.pointPosition = (i) => toCanvas(...run.map.xy[i]);  // canvas pixels, for the tests
     $("mapkind").textContent = run.d === 2 ? "(μ itself: d = 2)" : `(${run.params["project.method"] ?? "projection"} of epoch ${run.map.epoch})`;
-    const named = run.classes.slice(0, 20).map((name, k) => `<span style="background:${colorOf(k)}"></span>${name.replace(/[<>&]/g, "")}`);
-    $("legend").innerHTML = named.join(" ");
+    // class names are the user's folder names: text nodes, never markup
+    $("legend").replaceChildren(...run.classes.slice(0, 20).flatMap((name, k) => {
+      const swatch = element("span");
+      swatch.style.background = colorOf(k);
+      return [swatch, document.createTextNode(`${name} `)];
+    }));
     const nearest = (event) => {
       const rect = $("map").getBoundingClientRect();
       const mx = ((event.clientX - rect.left) * $("map").width) / rect.width, my = ((event.clientY - rect.top) * $("map").height) / rect.height;
@@ -217,8 +223,9 @@
     const p = run.params, m = run.metrics;
     const number = (v) => (typeof v === "number" && !Number.isInteger(v) ? String(Number(v.toPrecision(4))) : String(v));
     const params = Object.entries(p).map(([k, v]) => `${k}=${number(v)}`).join(" · ");
-    const metrics = Object.entries(m).map(([k, v]) => `${k} <b>${number(v)}</b>`).join(" · ");
-    $("run").innerHTML = `<div>run: <b>${params.replace(/[<>&]/g, "")}</b></div><div>${metrics}</div>`;
+    // every value is text: a param or metric holding markup shows as written
+    const metrics = Object.entries(m).flatMap(([k, v], i) => [`${i ? " · " : ""}${k} `, element("b", number(v))]);
+    $("run").replaceChildren(element("div", "run: ", element("b", params)), element("div", ...metrics));
     document.title = `explorer · β=${p.beta} d=${p.d} ${p.model}`;
   }
 
