@@ -84,6 +84,14 @@ def _visible(names) -> list[bytes]:
     return sorted(name for name in names if not name.startswith(b"."))
 
 
+def _skipped(path: bytes, root: bytes, reason: str) -> dict:
+    """A row of metrics/data.json's skipped list: the file, relative to data.path, and why."""
+    return {"file": printable(os.path.relpath(path, root)), "reason": reason}
+
+
+FOLDER_LINK = "a link to a folder: not followed"
+
+
 def _inside(path: bytes, root: bytes) -> bool:
     """Whether `path`, its links resolved, lies inside the folder `root`."""
     real, top = os.path.realpath(path), os.path.realpath(root)
@@ -98,13 +106,11 @@ def _walk(top: bytes, root: bytes, label: int, entries: list[Entry], skipped: li
         for name in list(dirs):
             if os.path.islink(os.path.join(here, name)):
                 dirs.remove(name)
-                skipped.append({"file": printable(os.path.relpath(os.path.join(here, name), root)),
-                                "reason": "a link to a folder: not followed"})
+                skipped.append(_skipped(os.path.join(here, name), root, FOLDER_LINK))
         for name in _visible(files):
             path = os.path.join(here, name)
             if os.path.islink(path) and os.path.exists(path) and not _inside(path, root):
-                skipped.append({"file": printable(os.path.relpath(path, root)),
-                                "reason": "a link to a file outside data.path: not followed"})
+                skipped.append(_skipped(path, root, "a link to a file outside data.path: not followed"))
                 continue
             entries.append(Entry(path, printable(os.path.relpath(path, root)), label))
 
@@ -145,13 +151,11 @@ def scan(root: Path) -> tuple[dict[str, list[Entry]] | list[Entry], list[str], l
             for name in _visible(os.listdir(part)):
                 path = os.path.join(part, name)
                 if os.path.islink(path) and os.path.isdir(path):  # a class folder's name included
-                    skipped.append({"file": printable(os.path.relpath(path, top)),
-                                    "reason": "a link to a folder: not followed"})
+                    skipped.append(_skipped(path, top, FOLDER_LINK))
                 elif name in class_names:
                     _walk(path, top, class_names.index(name), entries, skipped)
                 else:
-                    skipped.append({"file": printable(os.path.relpath(path, top)),
-                                    "reason": "outside the class folders"})
+                    skipped.append(_skipped(path, top, "outside the class folders"))
         else:
             _walk(part, top, -1, entries, skipped)
         found[split] = entries
@@ -186,6 +190,10 @@ def _by_rows(array: np.ndarray, to_bytes) -> np.ndarray:
     return out
 
 
+def _transparent(image) -> bool:
+    return "A" in image.mode or "transparency" in image.info
+
+
 def _to_grey(image):
     """Any Pillow image as 8-bit grey ("L"), as the module's docstring says."""
     from PIL import Image
@@ -195,7 +203,7 @@ def _to_grey(image):
             np.clip(rows.astype(np.int64), 0, 65535) * 255 + 32767) // 65535), "L")
     if image.mode == "F":
         return Image.fromarray(_by_rows(np.asarray(image), lambda rows: np.clip(np.rint(rows), 0, 255)), "L")
-    if "A" in image.mode or "transparency" in image.info:
+    if _transparent(image):
         rgba = image.convert("RGBA")
         return Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba).convert("L")
     return image.convert("L")
@@ -229,7 +237,7 @@ def convert(path: bytes, side: int) -> tuple[bytes | None, str, int]:
             if width * height > MAX_PIXELS:
                 return None, (f"claims {width} × {height} pixels, more than the {MAX_PIXELS} allowed "
                               "(a decompression bomb?)"), len(data)
-            needs = image_memory(width, height, image.mode, "A" in image.mode or "transparency" in image.info)
+            needs = image_memory(width, height, image.mode, _transparent(image))
             if needs > MAX_IMAGE_MEMORY:
                 return None, (f"{width} × {height} pixels in mode {image.mode} need about {needs >> 20} MB to convert, "
                               f"more than the {MAX_IMAGE_MEMORY >> 20} MB allowed an image"), len(data)

@@ -14,7 +14,7 @@ from vaepipe.atomic import write_tensors
 from vaepipe.device import unreadable
 from vaepipe.layout import PIXELS
 from vaepipe.loss import CONTINUOUS_BERNOULLI, decoded_mean
-from vaepipe.network import hidden_widths, layer_widths
+from vaepipe.network import hidden_widths, layer_widths, parameter_shapes
 from vaepipe.params import LIKELIHOODS, MAX_WIDTH, shown
 
 
@@ -109,15 +109,6 @@ def save_model(path, model: VAE, extra: dict) -> None:
     """State dict plus what built it, loadable with weights_only=True."""
     state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
     write_tensors(path, {"state_dict": state, "hparams": {**hyperparameters(model), **extra}})
-
-
-def parameter_shapes(d: int, pixels: int, hidden: list[int] | None = None) -> dict[str, tuple[int, ...]]:
-    """The state dict's names and shapes of the model these hyper-parameters build."""
-    shapes = {}
-    for net, widths in zip(("encoder", "decoder"), layer_widths(d, pixels, hidden)):
-        for k, (n_in, n_out) in enumerate(zip(widths, widths[1:])):
-            shapes[f"{net}.{2 * k}.weight"], shapes[f"{net}.{2 * k}.bias"] = (n_out, n_in), (n_out,)
-    return shapes
 
 
 def checked_checkpoint(checkpoint) -> tuple[dict, dict, int]:

@@ -5,6 +5,8 @@ d² units."""
 
 from __future__ import annotations
 
+import math
+
 
 def hidden_widths(d: int, hidden: list[int] | None = None) -> list[int]:
     """The hidden layers' widths, input side first; None = the notes' one layer of d²."""
@@ -17,9 +19,19 @@ def layer_widths(d: int, pixels: int, hidden: list[int] | None = None) -> tuple[
     return [pixels, *widths, 2 * d], [d, *reversed(widths), pixels]
 
 
+def parameter_shapes(d: int, pixels: int, hidden: list[int] | None = None) -> dict[str, tuple[int, ...]]:
+    """The state dict's names and shapes of the model `model.VAE` builds: a Linear at every
+    other place of each Sequential, the activations between them."""
+    shapes = {}
+    for net, widths in zip(("encoder", "decoder"), layer_widths(d, pixels, hidden)):
+        for k, (n_in, n_out) in enumerate(zip(widths, widths[1:])):
+            shapes[f"{net}.{2 * k}.weight"], shapes[f"{net}.{2 * k}.bias"] = (n_out, n_in), (n_out,)
+    return shapes
+
+
 def parameter_count(d: int, pixels: int, hidden: list[int] | None = None) -> int:
     """Weights and biases of both networks."""
-    return sum((n_in + 1) * n_out for net in layer_widths(d, pixels, hidden) for n_in, n_out in zip(net, net[1:]))
+    return sum(math.prod(shape) for shape in parameter_shapes(d, pixels, hidden).values())
 
 
 def decode_floats(count: int, d: int, pixels: int, hidden: list[int] | None = None) -> int:
