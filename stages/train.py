@@ -1,7 +1,10 @@
-"""Stage train: the model, its per-epoch history, and the test-set codes at every epoch."""
+"""Stage train: the model, its per-epoch history, and the test-set codes at every epoch;
+a run stopped midway resumes from its last checkpoint (`vaepipe.checkpoint`)."""
 
+from vaepipe.checkpoint import Checkpoints, run_key
 from vaepipe.stage import require, run_stage
 from vaepipe.data import load_split, split_length, split_shape
+from vaepipe.errors import Interrupted
 from vaepipe.model import save_model
 from vaepipe.outputs import METRICS, MODEL, PLOTS, SNAPSHOTS, normalized
 from vaepipe.resources import check_fits
@@ -13,19 +16,24 @@ from vaepipe.train import LiveCurves, fit, training_needs
 def main(params):
     train_path, test_path = (require(normalized(split), "normalize") for split in ("train", "test"))
     (n_train, pixels), n_test = split_shape(train_path), split_length(test_path)
+    device = pick_device(params.train.device)
     check_fits(training_needs(params.d, params.train.batch_size, params.epochs, n_train, n_test, pixels,
-                              params.widths),
-               pick_device(params.train.device))
+                              params.widths), device)
+    checkpoints = Checkpoints(run_key(params, [train_path, test_path], device), params.train.checkpoint_every)
     train_x, _ = load_split(train_path)
     test_x, test_labels = load_split(test_path)
     live = LiveCurves(PLOTS / "training.csv", METRICS / "train.json")
     try:
-        model, history = fit(params, train_x, test_x, on_epoch=live)
-    except BaseException:
+        model, history = fit(params, train_x, test_x, on_epoch=live, checkpoints=checkpoints)
+    except BaseException as stop:
         live.discard()
+        if isinstance(stop, Interrupted) and checkpoints.saved_epoch is not None:
+            raise Interrupted(f"{str(stop).partition(':')[0]}: nothing was written but the checkpoint of epoch "
+                              f"{checkpoints.saved_epoch}; run `dvc repro` to resume from it") from None
         raise
     save_snapshots(SNAPSHOTS, history.codes, test_labels)
     save_model(MODEL, model, {"beta": params.trained_beta, "binarize": params.data.binarize})
+    checkpoints.remove()
 
 
 if __name__ == "__main__":

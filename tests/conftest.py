@@ -101,6 +101,13 @@ class Mirror:
         self.server.server_close()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def checkpoint_store(tmp_path_factory):
+    """Training checkpoints of every test's runs in a folder of the session's, never the
+    user's cache (vaepipe.checkpoint)."""
+    os.environ["VAEPIPE_CHECKPOINTS"] = str(tmp_path_factory.mktemp("checkpoints"))
+
+
 @pytest.fixture
 def serve():
     """serve(folder, faults) -> a running Mirror, shut down after the test."""

@@ -97,6 +97,7 @@ class TrainParams:
     device: str = one_of("auto", "cpu", "cuda")
     adam_eps: float = number(above=0)  # Adam's ε: 1e-8 (PyTorch's), 1e-4 in Burda et al.
     schedule: str = one_of("constant", "burda")  # burda: 3^i passes at lr · 10^(−i/7), i = 0…7
+    checkpoint_every: int = number(minimum=0)  # epochs between checkpoints (vaepipe.checkpoint); 0 = none
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from vaepipe.atomic import write_csv, write_json
 from vaepipe.backprop import loss_and_gradients
+from vaepipe.checkpoint import Checkpoints
 from vaepipe.data import as_modelled, binarize
 from vaepipe.device import pick_device
 from vaepipe.errors import UserError
@@ -162,30 +163,113 @@ def beta_at(epoch: int, beta: float, warmup_epochs: int) -> float:
     return beta * min(1.0, max(epoch - 1, 0) / warmup_epochs)
 
 
-def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool = True,
-        on_epoch: Callable[[History, VAE], None] | None = None) -> tuple[VAE, History]:
-    """Train the model `params` describe; the history holds every epoch, 0 to the last.
-    `on_epoch(history, model)` runs after each epoch is recorded (live curves, bounds)."""
-    device = pick_device(params.train.device)
+@dataclass
+class Run:
+    """Everything a training run carries from one epoch to the next: with `state()` saved
+    after an epoch and `restore()`d, the epochs that follow take the same bits."""
+
+    model: VAE
+    optimizer: Adam
+    order: torch.Generator  # each epoch's shuffle
+    pixels: torch.Generator | None  # dynamic binarization's draws
+    history: History
+
+    def state(self) -> dict:
+        optimizer = self.optimizer
+        python, numpy = random.getstate(), np.random.get_state()
+        return {"model": {name: tensor.detach().cpu() for name, tensor in self.model.state_dict().items()},
+                "adam": {"exp_avgs": [m.cpu() for m in optimizer.exp_avgs],
+                         "exp_avg_sqs": [v.cpu() for v in optimizer.exp_avg_sqs],
+                         "step": optimizer.step_count.cpu()},
+                "rng": {"python": python, "numpy": [torch.from_numpy(numpy[1].astype(np.int64)), *numpy[2:]],
+                        "torch": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+                        "order": self.order.get_state(),
+                        "pixels": None if self.pixels is None else self.pixels.get_state()},
+                "history": {"rows": self.history.rows, "codes": self.history.codes,
+                            "last_train": self.history.last_train}}
+
+    def restore(self, state: dict) -> None:
+        """Put a saved state back; ValueError, KeyError or TypeError (before anything
+        changed where it could) when it does not fit this run."""
+        model = self.model.state_dict()
+        saved = state["model"]
+        adam, rng, history = state["adam"], state["rng"], state["history"]
+        moments = [*adam["exp_avgs"], *adam["exp_avg_sqs"]]
+        if (saved.keys() != model.keys() or any(saved[k].shape != model[k].shape for k in model)
+                or [m.shape for m in moments] != [p.shape for p in self.optimizer.params] * 2):
+            raise ValueError("its tensors are not those of this model")
+        self.model.load_state_dict(saved)
+        for mine, theirs in zip(self.optimizer.exp_avgs + self.optimizer.exp_avg_sqs, moments):
+            mine.copy_(theirs)
+        self.optimizer.step_count.copy_(adam["step"])
+        random.setstate(rng["python"])
+        keys, *rest = rng["numpy"]
+        np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), *rest))
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"]:
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.order.set_state(rng["order"])
+        if self.pixels is not None:
+            self.pixels.set_state(rng["pixels"])
+        self.history.rows, self.history.last_train = history["rows"], history["last_train"]
+        self.history.codes = history["codes"]
+
+
+def start_run(params, pixels: int, device: torch.device) -> Run:
+    """A run at epoch 0: everything seeded from params.seed."""
     seed_everything(params.seed)
-    generator = torch.Generator().manual_seed(params.seed)
-    model = VAE(params.d, params.variational, params.train.likelihood, train_x.shape[1], params.widths,
+    model = VAE(params.d, params.variational, params.train.likelihood, pixels, params.widths,
                 params.activation).to(device)
-    optimizer = make_optimizer(model, params.train.lr, params.train.adam_eps)
+    return Run(model, make_optimizer(model, params.train.lr, params.train.adam_eps),
+               torch.Generator().manual_seed(params.seed),
+               torch.Generator(device).manual_seed(params.seed) if params.data.binarize == "dynamic" else None,
+               History(keep=kept_epochs(params.epochs)))
+
+
+def resume(params, pixels: int, device: torch.device, checkpoints: Checkpoints) -> tuple[Run, int]:
+    """The run as its checkpoint left it and the first epoch still to train; a fresh run
+    (epoch 0) when there is none or it does not fit (then set aside)."""
+    run = start_run(params, pixels, device)
+    saved = checkpoints.load()
+    if saved is None:
+        return run, 0
+    epoch, state = saved
+    try:
+        run.restore(state)
+    except (ValueError, KeyError, TypeError, RuntimeError) as error:
+        checkpoints.set_aside(error)
+        return start_run(params, pixels, device), 0
+    print(f"resuming from the checkpoint of epoch {epoch} ({checkpoints.path})", file=sys.stderr)
+    return run, epoch + 1
+
+
+def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool = True,
+        on_epoch: Callable[[History, VAE], None] | None = None,
+        checkpoints: Checkpoints | None = None) -> tuple[VAE, History]:
+    """Train the model `params` describe; the history holds every epoch, 0 to the last.
+    `on_epoch(history, model)` runs after each epoch is recorded (live curves, bounds).
+    With `checkpoints`, a stopped run resumes where its last checkpoint left it."""
+    device = pick_device(params.train.device)
+    if checkpoints is None:
+        run, first = start_run(params, train_x.shape[1], device), 0
+    else:
+        run, first = resume(params, train_x.shape[1], device, checkpoints)
+        if first > 0 and on_epoch is not None:
+            on_epoch(run.history, run.model)
+    model, optimizer, history = run.model, run.optimizer, run.history
     binarized = params.data.binarize
     train_x = as_modelled(train_x.to(device), "train", binarized)
     test_x = as_modelled(test_x.to(device), "test", binarized)
-    pixels = torch.Generator(device).manual_seed(params.seed) if binarized == "dynamic" else None
-    history = History(keep=kept_epochs(params.epochs))
-    for epoch in range(params.epochs + 1):
+    for epoch in range(first, params.epochs + 1):
         beta = beta_at(epoch, params.trained_beta, params.train.warmup_epochs)
-        options = {"beta": beta, "likelihood": params.train.likelihood, "pixels": pixels}
+        options = {"beta": beta, "likelihood": params.train.likelihood, "pixels": run.pixels}
         if epoch == 0:
             train_terms = untrained_terms(model, train_x, batch_size=params.train.batch_size, **options)
         else:
             optimizer.lr = lr_at(epoch, params.train.lr, params.train.schedule)
             train_terms = train_epoch(model, optimizer, train_x, epoch=epoch,
-                                      batch_size=params.train.batch_size, generator=generator,
+                                      batch_size=params.train.batch_size, generator=run.order,
                                       progress=progress, **options)
         # the test loss keeps the target β, so its curve measures one objective throughout
         test_terms, mu, logvar = score(model, test_x, beta=params.trained_beta,
@@ -193,6 +277,8 @@ def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool =
         history.record(epoch, beta, train_terms, test_terms, mu, logvar)
         if on_epoch is not None:
             on_epoch(history, model)
+        if checkpoints is not None and checkpoints.due(epoch) and epoch < params.epochs:
+            checkpoints.save(epoch, run.state())
     return model, history
 
 
