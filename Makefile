@@ -1,15 +1,20 @@
 # `make run` trains the pipeline, `make test` runs the tests; both create .venv and
-# install the pinned dependencies first, and skip that when it is already up to date.
+# install the pinned dependencies first (`make install` does only that), and skip that when
+# it is already up to date. EXTRAS: the optional dependencies installed with them (a cloud
+# machine's set-up: `make install EXTRAS=cloud`, the S3 and GCS DVC remotes).
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+EXTRAS ?= test
 
-.PHONY: run test bench review share explore
+.PHONY: install run test bench review share explore sky cloud-sweep cloud-results
 BASE ?= main
+
+install: $(INSTALLED)
 
 $(INSTALLED): pyproject.toml requirements.lock
 	test -x $(BIN)/python || python3 -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[$(EXTRAS)]'
 	touch $@
 
 run: $(INSTALLED)
@@ -45,3 +50,26 @@ explore: $(INSTALLED)
 	@test -f explorer/index.html || { echo "error: explorer/ not found: run \`dvc repro explore\` first" >&2; exit 1; }
 	@echo "explorer: http://127.0.0.1:$(PORT)/ (Ctrl-C stops it)"
 	@$(BIN)/python -m vaepipe.serve explorer --port "$(PORT)"
+
+# SkyPilot, which launches runs on clouds, Kubernetes or Slurm (docs/cloud.md), in an
+# environment of its own: it pins click below 8.2, DVC's needs 8.5
+SKY_VENV := .venv-sky
+$(SKY_VENV)/.installed: cloud/sky.lock
+	test -x $(SKY_VENV)/bin/python || python3 -m venv $(SKY_VENV)
+	$(SKY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r cloud/sky.lock
+	touch $@
+sky: $(SKY_VENV)/.installed
+
+# one SkyPilot managed job (spot, recovered when preempted) a point of PARAMS' grid, e.g.
+# `make cloud-sweep PARAMS='beta=0.5,1,2,4' SKY_ARGS='--gpus L4:1'`; each reaches the command
+# as an environment variable, never pasted into the shell's text
+export PARAMS SKY_ARGS
+cloud-sweep: $(INSTALLED) $(SKY_VENV)/.installed
+	SKY="$(CURDIR)/$(SKY_VENV)/bin/sky" $(BIN)/python -m vaepipe.cloud "$$PARAMS" -- $$SKY_ARGS
+
+# every experiment pushed from this commit, fetched with its outputs and shown as one table
+GIT_REMOTE ?= origin
+export GIT_REMOTE
+cloud-results: $(INSTALLED)
+	PATH="$(CURDIR)/$(BIN):$$PATH" dvc exp pull "$$GIT_REMOTE"
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m vaepipe.table

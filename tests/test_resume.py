@@ -187,3 +187,14 @@ def test_a_damaged_checkpoint_is_set_aside_and_training_starts_over(prepared, ne
     assert "resuming" not in result.stderr and "epoch   1:" in result.stderr
     assert outputs(repo) == never_stopped
     assert [p.name for p in store.iterdir()] == [f"{path.name}.damaged"]
+
+
+def test_a_store_that_cannot_be_written_is_one_line_before_training(prepared, tmp_path):
+    repo = copy(prepared, tmp_path / "repo")
+    (tmp_path / "a-file").write_text("not a folder")
+    result = train(repo, tmp_path / "a-file" / "store")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: the checkpoint store {tmp_path / 'a-file' / 'store'} cannot be written (Not a directory); "
+        "set $VAEPIPE_CHECKPOINTS to a folder you may write, or train.checkpoint_every: 0"]
+    assert not (repo / "models").exists()

@@ -12,6 +12,7 @@ run ends byte-identical to one never stopped. A finished run removes its checkpo
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from vaepipe.atomic import write_tensors
+from vaepipe.errors import UserError
 
 STORE = "VAEPIPE_CHECKPOINTS"
 FORMAT = 1  # bumped when the saved state's layout changes: an older file is then set aside
@@ -81,7 +83,16 @@ class Checkpoints:
 
     def load(self) -> tuple[int, dict] | None:
         """(epoch, state) of this run's checkpoint, or None when there is none or it is
-        unreadable (then set aside). Leftovers of a write stopped midway are removed."""
+        unreadable (then set aside). Leftovers of a write stopped midway are removed. A store
+        that cannot be written is one line now, not after the first epoch."""
+        if self.every > 0:
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                if not os.access(self.folder, os.W_OK | os.X_OK):
+                    raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+            except OSError as error:
+                raise UserError(f"the checkpoint store {self.folder} cannot be written ({error.strerror}); set "
+                                f"${STORE} to a folder you may write, or train.checkpoint_every: 0") from None
         for leftover in self.folder.glob(f".{self.path.name}.*.tmp"):
             leftover.unlink(missing_ok=True)
         if not self.path.exists():

@@ -1,0 +1,215 @@
+"""Beyond one machine (cloud/experiment.yaml, vaepipe.cloud): SkyPilot's own loader accepts
+the task; its set-up and run sections, run here in fresh clones standing for remote
+machines (a local-folder DVC remote, a bare git "origin"), leave an experiment a third clone
+pulls and shows; a machine killed mid-training is replaced by another that resumes from the
+shared checkpoint store and ends with the dvc.lock of a run never stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import BIN, ROOT, Mirror, dvc, git, make_repo, write_dataset
+from vaepipe.cloud import experiment_name, grid, launch_command, split_values
+
+TASK = ROOT / "cloud" / "experiment.yaml"
+SKY_PYTHON = ROOT / ".venv-sky" / "bin" / "python"
+SECRET = "ghp_" + secrets.token_hex(18)  # made here: the project copy holds this file too
+
+
+def test_skypilots_loader_accepts_the_task():
+    if not SKY_PYTHON.exists():
+        pytest.skip("SkyPilot is not installed: `make sky` (.ci/run does)")
+    check = f"""
+import json, sky, yaml
+task = sky.Task.from_yaml({str(TASK)!r})
+overridden = sky.Task.from_yaml_config(yaml.safe_load(open({str(TASK)!r})),
+                                       env_overrides=[("PARAMS", "beta=2 d=10"), ("CHECKPOINT_BUCKET", "team-ckpt")])
+mount = overridden.storage_mounts["/checkpoints"]
+(resources,) = task.resources
+print(json.dumps({{"envs": overridden.envs, "secrets": {{k: v.get_secret_value() for k, v in task.secrets.items()}},
+                  "bucket": mount.name, "mode": mount.mode.value, "setup": task.setup, "run": task.run,
+                  "workdir": task.workdir, "recovery": resources.job_recovery, "cpus": resources.cpus,
+                  "accelerators": resources.accelerators}}))
+"""
+    result = subprocess.run([str(SKY_PYTHON), "-c", check], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    task = json.loads(result.stdout.strip().splitlines()[-1])
+    assert task["envs"]["PARAMS"] == "beta=2 d=10" and task["envs"]["VAEPIPE_CHECKPOINTS"] == "/checkpoints"
+    assert task["bucket"] == "team-ckpt" and task["mode"] == "MOUNT_CACHED"
+    # credentials only as secrets, empty in the file: given at launch with --secret
+    assert task["secrets"] == {"GIT_TOKEN": "", "GIT_SSH_KEY": "", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
+    assert task["setup"] == "make install EXTRAS=cloud" and task["run"] == "bash cloud/run.sh"
+    assert task["workdir"] == "." and task["recovery"]["strategy"] == "EAGER_NEXT_REGION"
+    assert task["accelerators"] is None  # a CPU unless --gpus asks
+
+
+def test_a_sweep_is_every_combination_one_managed_job_each():
+    assert split_values("0.5,1,[0,5],{a: 1, b: 2}") == ["0.5", "1", "[0,5]", "{a: 1, b: 2}"]
+    points = grid("beta=0.5,1 project.epochs=[0,5],[0,10]")
+    assert points == [["beta=0.5", "project.epochs=[0,5]"], ["beta=0.5", "project.epochs=[0,10]"],
+                      ["beta=1", "project.epochs=[0,5]"], ["beta=1", "project.epochs=[0,10]"]]
+    assert experiment_name(points[1]) == "beta-0.5-project.epochs-0-10"
+    command = launch_command(points[0], "sky", ["--gpus", "L4:1"], env={"GIT_TOKEN": SECRET, "GIT_SSH_KEY": ""})
+    assert command[:4] == ["sky", "jobs", "launch", "cloud/experiment.yaml"]
+    assert "--use-spot" in command and command[-2:] == ["--gpus", "L4:1"]
+    assert command[command.index("--env") + 1] == "PARAMS=beta=0.5 project.epochs=[0,5]"
+    assert [command[i + 1] for i, arg in enumerate(command) if arg == "--secret"] == ["GIT_TOKEN"]  # only those set
+    assert SECRET not in " ".join(command)  # a secret's name travels, never its value
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("beta", "'beta' is not param=value"),
+    ("beta=1,,2", "has an empty value"),
+    ("", "no params given"),
+    ("beta=1,2,3,4,5,6,7,8,9,10 d=1,2,3,4,5,6,7,8,9,10 seed=1,2,3,4,5,6,7,8,9,10,11", "1100 points"),
+])
+def test_a_bad_sweep_is_one_line_and_launches_nothing(spec, message):
+    result = subprocess.run([sys.executable, "-m", "vaepipe.cloud", spec], capture_output=True, text=True,
+                            env=dict(os.environ, SKY="/nonexistent/sky"))
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: sweep: ") and message in line
+    assert result.stdout == ""
+
+
+# --- the remote machine, simulated --------------------------------------------------------
+
+TASK_CONFIG = yaml.safe_load(TASK.read_text())
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory):
+    """A bare git origin holding the project (set to read a small data set from a mirror on
+    127.0.0.1) and a local-folder DVC remote named in its committed .dvc/config."""
+    root = tmp_path_factory.mktemp("team")
+    mirror = Mirror(write_dataset(root / "data", train=4000, test=500))
+    user = make_repo(root / "user", mirror.url, epochs=6, train__batch_size=16)
+    dvc(user, "remote", "add", "-d", "shared", str(root / "dvc-remote"))
+    git(user, "add", ".dvc/config")
+    git(user, "commit", "-q", "-m", "the team's DVC remote")
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(root / "origin.git")], check=True)
+    git(user, "remote", "add", "origin", str(root / "origin.git"))
+    git(user, "push", "-q", "origin", "main")
+    yield root
+    mirror.close()
+
+
+def machine(team: Path, name: str) -> Path:
+    """A fresh clone of origin, as SkyPilot syncs a checkout to a new machine. Its set-up
+    finds the environment in place (this session's, lent: installing PyTorch takes minutes)."""
+    folder = team / name
+    git(team, "clone", "-q", str(team / "origin.git"), str(folder))
+    (folder / ".venv").symlink_to(BIN.parent)
+    with open(folder / ".git" / "info" / "exclude", "a") as exclude:
+        exclude.write("/.venv\n")  # a link, which /.venv/ in .gitignore does not match
+    (BIN.parent / ".installed").touch()  # newer than the clone's pyproject.toml: up to date
+    return folder
+
+
+def section_env(team: Path, **envs) -> dict:
+    """The task's envs (as the launch overrides them) and secrets, on a machine with no git
+    identity of its own and the checkpoint bucket mounted at team/bucket."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("GIT_", "PYTHON", "VIRTUAL_ENV", "VAEPIPE_"))}
+    env.update(TASK_CONFIG["envs"])
+    env.update(TASK_CONFIG["secrets"])
+    home = team / "home"
+    home.mkdir(exist_ok=True)
+    env.update(HOME=str(home), VAEPIPE_CHECKPOINTS=str(team / "bucket"), GIT_TOKEN=SECRET, **envs)
+    return env
+
+
+def run_section(folder: Path, section: str, env: dict, **options) -> subprocess.Popen:
+    return subprocess.Popen(["bash", "-c", TASK_CONFIG[section]], cwd=folder, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True, **options)
+
+
+def finished(process: subprocess.Popen, timeout: float = 900) -> str:
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output
+    return output
+
+
+def outs_of(lock: Path) -> dict:
+    return {stage: [(out["path"], out["md5"]) for out in entry.get("outs", [])]
+            for stage, entry in yaml.safe_load(lock.read_text())["stages"].items()}
+
+
+@pytest.mark.e2e
+def test_the_task_on_remote_machines_pushes_an_experiment_and_resumes_after_preemption(team):
+    # one machine runs an experiment to the end: pushed, its outputs and run cache shared
+    first = machine(team, "vm1")
+    env = section_env(team, PARAMS="beta=2", EXP_NAME="beta-2")
+    finished(run_section(first, "setup", env))
+    output = finished(run_section(first, "run", env))
+    assert SECRET not in output
+    assert not any(SECRET.encode() in path.read_bytes() for path in first.rglob("*")
+                   if path.is_file() and ".venv" not in path.parts)
+
+    # a teammate's clone pulls it, sees it, restores its outputs, and runs nothing again
+    third = machine(team, "teammate")
+    subprocess.run(["make", "cloud-results"], cwd=third, env=dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}"),
+                   check=True, capture_output=True, text=True)
+    shown = json.loads(dvc(third, "exp", "show", "--json").stdout)
+    experiments = {exp["name"]: exp for entry in shown for exp in (entry.get("experiments") or [])
+                   for exp in exp["revs"]}
+    assert "beta-2" in experiments
+    params = experiments["beta-2"]["data"]["params"]["params.yaml"]["data"]
+    assert params["beta"] == 2
+    metrics = experiments["beta-2"]["data"]["metrics"]
+    assert "test" in metrics["metrics/eval.json"]["data"]
+    dvc(third, "exp", "apply", "beta-2")
+    assert (third / "models" / "model.pt").exists()
+    rerun = dvc(third, "exp", "run", "--pull", "--allow-missing", "-S", "beta=2")
+    assert "Running stage" not in rerun.stdout + rerun.stderr, rerun.stdout
+
+    # a spot machine is taken back mid-training: every process killed at once
+    env = section_env(team, PARAMS="beta=4", EXP_NAME="beta-4")
+    preempted = machine(team, "vm2")
+    finished(run_section(preempted, "setup", env))
+    running = run_section(preempted, "run", env)
+    bucket = team / "bucket"
+    deadline = time.monotonic() + 600
+    while not list(bucket.glob("train-*.pt")) and running.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    os.killpg(running.pid, signal.SIGKILL)
+    running.communicate()
+    assert len(list(bucket.glob("train-*.pt"))) == 1, "killed after a checkpoint was saved"
+
+    # the job comes back on a new machine, which resumes from the bucket
+    replacement = machine(team, "vm3")
+    finished(run_section(replacement, "setup", env))
+    output = finished(run_section(replacement, "run", env))
+    resumed = [line for line in output.splitlines() if "resuming from the checkpoint of epoch" in line]
+    assert len(resumed) == 1, output
+    assert not list(bucket.glob("train-*.pt")), "the finished run removed its checkpoint"
+
+    # the same experiment run here, never stopped, with nothing shared: the same hashes
+    reference = machine(team, "reference")
+    dvc(reference, "exp", "run", "-S", "beta=4")
+    assert outs_of(replacement / "dvc.lock") == outs_of(reference / "dvc.lock")
+    assert (replacement / "dvc.lock").read_text() == (reference / "dvc.lock").read_text()
+
+
+@pytest.mark.e2e
+def test_a_machine_that_cannot_push_stops_before_training(team):
+    folder = machine(team, "no-push")
+    env = section_env(team, GIT_REMOTE="nowhere")
+    output = finished(run_section(folder, "setup", env))
+    process = run_section(folder, "run", env)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 2
+    assert output.strip().splitlines() == [
+        "error: cannot push to the git remote 'nowhere': launch with --secret GIT_TOKEN (https) or "
+        "--secret GIT_SSH_KEY (ssh) holding a credential that may push there"]
+    assert not (folder / "models").exists()
