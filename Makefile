@@ -5,22 +5,29 @@
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+RUNTIME := node_modules/.installed
 EXTRAS ?= test
 
 .PHONY: install run test bench review share explore sky cloud-sweep cloud-results
 BASE ?= main
 
-install: $(INSTALLED)
+install: $(INSTALLED) $(RUNTIME)
 
 $(INSTALLED): pyproject.toml requirements.lock
 	test -x $(BIN)/python || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[$(EXTRAS)]'
 	touch $@
 
-run: $(INSTALLED)
+# the explorer's runtime for models other than the notes' MLP: onnxruntime-web from npm, as
+# package-lock.json pins it, no install scripts run; without npm only those pages cannot be made
+$(RUNTIME): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "warning: npm not found: the explorer of a model other than the MLP needs it" >&2; exit 0; }; \
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && touch $@
+
+run: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
 
-test: $(INSTALLED)
+test: install
 	$(BIN)/ruff check src stages tests benchmarks experiments
 	PATH="$(CURDIR)/$(BIN):$$PATH" pytest
 

@@ -7,7 +7,7 @@ from vaepipe.classifier import load_classifier, sample_quality, scoring_needs
 from vaepipe.stage import require, run_stage
 from vaepipe.data import as_modelled, load_split, split_length
 from vaepipe.metrics import bound_needs, test_report
-from vaepipe.model import load_model
+from vaepipe.model import footprint, load_model
 from vaepipe.outputs import CLASSIFIER, METRICS, MODEL, PLOTS, normalized
 from vaepipe.resources import check_fits
 from vaepipe.device import pick_device
@@ -18,7 +18,7 @@ def main(params):
     model, hparams = load_model(require(MODEL, "train"), device)
     classifier = load_classifier(require(CLASSIFIER, "classifier"), device)
     test_path = require(normalized("test"), "normalize")
-    check_fits(bound_needs(hparams["d"], model.pixels, model.hidden)
+    check_fits(bound_needs(footprint(model))
                | scoring_needs(params.evaluate.fd_samples, hparams["d"], split_length(test_path)), device)
     test_x = load_split(test_path)[0].to(device)
     generator = torch.Generator(device).manual_seed(params.seed)

@@ -5,7 +5,7 @@ from vaepipe.checkpoint import Checkpoints, run_key
 from vaepipe.stage import require, run_stage
 from vaepipe.data import load_split, split_length, split_shape
 from vaepipe.errors import Interrupted
-from vaepipe.model import save_model
+from vaepipe.model import built, footprint, save_model
 from vaepipe.outputs import METRICS, MODEL, PLOTS, SNAPSHOTS, normalized
 from vaepipe.resources import check_fits
 from vaepipe.snapshots import save_snapshots
@@ -17,8 +17,10 @@ def main(params):
     train_path, test_path = (require(normalized(split), "normalize") for split in ("train", "test"))
     (n_train, pixels), n_test = split_shape(train_path), split_length(test_path)
     device = pick_device(params.train.device)
-    check_fits(training_needs(params.d, params.train.batch_size, params.epochs, n_train, n_test, pixels,
-                              params.widths), device)
+    network = footprint(built(params.d, params.variational, params.train.likelihood, pixels, params.hidden,
+                              params.activation, params.arch, device="meta"))
+    check_fits(training_needs(network, params.d, params.train.batch_size, params.epochs, n_train, n_test, pixels),
+               device)
     checkpoints = Checkpoints(run_key(params, [train_path, test_path], device), params.train.checkpoint_every)
     train_x, _ = load_split(train_path)
     test_x, test_labels = load_split(test_path)

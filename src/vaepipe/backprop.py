@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vaepipe.loss import bce, bce_gradient, kl_per_dim, loss_terms, reconstruction
+from vaepipe.loss import bce, bce_gradient, kl_per_dim, loss_terms, reconstruction, vae_loss
 
 aten = torch.ops.aten
 ACTIVATION_GRADIENTS = {  # from the activation's output, as autograd computes them
@@ -60,10 +60,25 @@ def reconstruction_and_gradient(logits: torch.Tensor, x: torch.Tensor, likelihoo
         return recon.detach(), torch.autograd.grad(recon, logits)[0]
 
 
+def written_out(model) -> bool:
+    """Whether both networks are chains this module's backward knows: Linear layers and
+    the activations of ACTIVATION_GRADIENTS (the notes' MLP)."""
+    return all(isinstance(layer, (nn.Linear, *ACTIVATION_GRADIENTS)) for layer in [*model.encoder, *model.to_logits])
+
+
 @torch.no_grad()
 def loss_and_gradients(model, x: torch.Tensor, *, beta: float, likelihood: str) -> dict[str, torch.Tensor]:
     """`vae_loss` of the model (in training mode) on the batch `x`, its gradient left in
-    every parameter's .grad, as `vae_loss(…)["loss"].backward()` from zeroed grads would."""
+    every parameter's .grad, as `vae_loss(…)["loss"].backward()` from zeroed grads would:
+    written out for the chains it knows, by autograd for any other architecture."""
+    if not written_out(model):
+        for parameter in model.parameters():
+            parameter.grad = None
+        with torch.enable_grad():
+            logits, mu, logvar = model(x)
+            terms = vae_loss(logits, x, mu, logvar, beta=beta, likelihood=likelihood)
+            terms["loss"].backward()
+        return {name: value.detach() for name, value in terms.items()}
     encoder, decoder = list(model.encoder), list(model.to_logits)
     encoded = forward(encoder, x.view(-1, model.pixels))
     mu, logvar = model.split_code(encoded[-1])

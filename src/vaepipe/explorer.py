@@ -1,11 +1,13 @@
 """The explorer: a static page that runs the exported model in the browser.
 
-It reads the weights out of the ONNX files the export stage checked (so the page runs what
-was exported), and writes, beside the page, everything it shows: the run's params and
-headline metrics, the latent dimensions by KL, the map (the projection's last epoch), the
-map's test images and their μ, and the fitted mixture. The page's own decoder is about 60
-lines of JavaScript: four matrix products are all it needs, and it decodes in well under a
-millisecond where onnxruntime-web would add 10 MB of WebAssembly to every experiment's page.
+For the notes' MLP it reads the weights out of the ONNX files the export stage checked (so
+the page runs what was exported): the page's own decoder is about 60 lines of JavaScript,
+four matrix products, and decodes in well under a millisecond where onnxruntime-web would
+add 15 MB of WebAssembly to every experiment's page. Any other architecture's files are
+copied as they are, with onnxruntime-web (npm, pinned by package-lock.json) to run them.
+Beside the page it writes everything it shows: the run's params and headline metrics, the
+latent dimensions by KL, the map (the projection's last epoch), the map's test images and
+their μ, and the fitted mixture.
 """
 
 from __future__ import annotations
@@ -21,20 +23,32 @@ from vaepipe.errors import UserError
 from vaepipe.layout import side_of
 
 PAGE = Path(__file__).parent / "page"  # index.html and explorer.js, copied as they are
+RUNTIME = Path("node_modules/onnxruntime-web/dist")  # `make install` puts it there (npm ci)
+RUNTIME_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 METADATA = ("d", "likelihood", "variational")  # what export writes into each file and the page reads
 ACTIVE = 0.01  # a dimension whose μ varies less than this over the test set is inactive (as test.active_units)
+
+
+def onnx_graph(path: Path):
+    """An ONNX file's model, or one line saying it is not an ONNX file."""
+    import onnx
+
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # a protobuf decode error for a file that is not ONNX
+        raise UserError(f"{path}: not an ONNX file ({str(error)[:80]}); run `dvc repro export --force`") from None
+
+
+def onnx_metadata(path: Path) -> dict[str, str]:
+    return {prop.key: prop.value for prop in onnx_graph(path).metadata_props}
 
 
 def onnx_layers(path: Path) -> tuple[list[np.ndarray], dict[str, str]]:
     """The weight and bias of each Gemm (linear layer) of an ONNX graph, in order, and its
     metadata."""
-    import onnx
     from onnx import numpy_helper
 
-    try:
-        graph = onnx.load(str(path))
-    except Exception as error:  # a protobuf decode error for a file that is not ONNX
-        raise UserError(f"{path}: not an ONNX file ({str(error)[:80]}); run `dvc repro export --force`") from None
+    graph = onnx_graph(path)
     try:
         tensors = {init.name: numpy_helper.to_array(init) for init in graph.graph.initializer}
         layers = []
@@ -84,9 +98,24 @@ def dimensions(kl_csv: Path, mu: np.ndarray) -> list[dict]:
     return sorted(dims, key=lambda row: -row["kl"])
 
 
+def checked_metadata(path: Path) -> dict[str, str]:
+    """The metadata of an ONNX file of any architecture, or one line saying it is not an
+    ONNX model this project wrote."""
+    metadata = onnx_metadata(path)
+    if not all(metadata.get(key, "").isdigit() for key in ("d", "pixels")) or "likelihood" not in metadata:
+        raise UserError(f"{path}: not an ONNX model this project exported (metadata d, pixels or likelihood "
+                        "missing or wrong); run `dvc repro export --force`")
+    return metadata
+
+
 def build(out: Path, *, encoder: Path, decoder: Path, test_x, mu: np.ndarray, projection_csv: Path,
           kl_csv: Path, mixture: dict, params: dict, metrics: dict, classes: list[str]) -> None:
-    """Write the page and its data to `out`, atomically."""
+    """Write the page and its data to `out`, atomically: the notes' MLP with its weights for
+    the page's own decoder, any other architecture with its ONNX files and onnxruntime-web."""
+    if onnx_metadata(decoder).get("arch", "mlp") != "mlp":
+        return build_with_runtime(out, encoder=encoder, decoder=decoder, test_x=test_x, mu=mu,
+                                  projection_csv=projection_csv, kl_csv=kl_csv, mixture=mixture, params=params,
+                                  metrics=metrics, classes=classes)
     enc, meta = onnx_layers(encoder)
     dec, _ = onnx_layers(decoder)
     d = int(meta["d"])
@@ -95,19 +124,45 @@ def build(out: Path, *, encoder: Path, decoder: Path, test_x, mu: np.ndarray, pr
             or enc[0].shape[1] != dec[-2].shape[0] or side_of(dec[-2].shape[0]) ** 2 != dec[-2].shape[0]):
         raise UserError(f"{encoder.parent}: the ONNX files do not hold this pipeline's model of d = {d}; "
                         "run `dvc repro export --force`")
+    run = {"likelihood": meta["likelihood"], "variational": meta["variational"] == "True",
+           "activation": meta.get("activation", "relu"), "side": side_of(len(dec[-1])),
+           "layers": {"encoder": [list(layer.shape) for layer in enc], "decoder": [list(layer.shape) for layer in dec]}}
+    write_page(out, run, {"weights.bin": b"".join(layer.tobytes() for layer in enc + dec)}, d=d, test_x=test_x, mu=mu,
+               projection_csv=projection_csv, kl_csv=kl_csv, mixture=mixture, params=params, metrics=metrics,
+               classes=classes)
+
+
+def build_with_runtime(out: Path, *, encoder: Path, decoder: Path, **page) -> None:
+    """Any architecture: its two ONNX files run in the page by onnxruntime-web."""
+    meta = checked_metadata(decoder)
+    d, pixels = int(meta["d"]), int(meta["pixels"])
+    if checked_metadata(encoder) != meta or page["mu"].shape[1] != d or side_of(pixels) ** 2 != pixels:
+        raise UserError(f"{encoder.parent}: the ONNX files do not hold this pipeline's model of d = {d}; "
+                        "run `dvc repro export --force`")
+    missing = [name for name in RUNTIME_FILES if not (RUNTIME / name).is_file()]
+    if missing:
+        raise UserError(f"{RUNTIME / missing[0]} not found: the explorer runs a {meta['arch']} model with "
+                        "onnxruntime-web from npm; run `make install` (it needs npm) and `dvc repro explore`")
+    run = {"likelihood": meta["likelihood"], "variational": meta["variational"] == "True", "side": side_of(pixels),
+           "runtime": "onnxruntime-web"}
+    files = {name: (RUNTIME / name).read_bytes() for name in RUNTIME_FILES}
+    files |= {"encoder.onnx": Path(encoder).read_bytes(), "decoder.onnx": Path(decoder).read_bytes()}
+    write_page(out, run, files, d=d, **page)
+
+
+def write_page(out: Path, run: dict, files: dict[str, bytes], *, d: int, test_x, mu: np.ndarray, projection_csv: Path,
+               kl_csv: Path, mixture: dict, params: dict, metrics: dict, classes: list[str]) -> None:
     where = map_points(projection_csv, mu)
     points = len(where["xy"])
     images = np.rint(test_x[:points] * 255).astype(np.uint8)
-    run = {"d": d, "likelihood": meta["likelihood"], "variational": meta["variational"] == "True",
-           "activation": meta.get("activation", "relu"),
-           "params": params, "metrics": metrics, "dims": dimensions(kl_csv, mu), "map": where,
-           "points": points, "mixture": mixture, "classes": classes, "side": side_of(len(dec[-1])),
-           "layers": {"encoder": [list(layer.shape) for layer in enc], "decoder": [list(layer.shape) for layer in dec]}}
+    run = run | {"d": d, "params": params, "metrics": metrics, "dims": dimensions(kl_csv, mu), "map": where,
+                 "points": points, "mixture": mixture, "classes": classes}
     with atomic_path(out, directory=True) as tmp:
         for name in ("index.html", "explorer.js"):
             (tmp / name).write_bytes((PAGE / name).read_bytes())
         (tmp / "run.json").write_text(json.dumps(run, sort_keys=True, separators=(",", ":")))
-        (tmp / "weights.bin").write_bytes(b"".join(layer.tobytes() for layer in enc + dec))
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
         (tmp / "images.bin").write_bytes(images.tobytes())
         (tmp / "mu.bin").write_bytes(np.ascontiguousarray(mu[:points], dtype="<f4").tobytes())
 

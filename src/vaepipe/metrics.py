@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from vaepipe.loss import TERMS, kl_per_dim, reconstruction, vae_loss
-from vaepipe.network import decode_floats, parameter_count
+from vaepipe.network import Footprint
 from vaepipe.resources import FLOAT
 
 IMAGES_PER_PASS = 2000  # images per forward pass when scoring: bounds memory, not results
@@ -181,8 +181,7 @@ def test_report(model, hparams: dict, x: torch.Tensor, *, elbo_samples: int, iw_
     return report, kl_per_dim(mu, logvar).mean(dim=0).cpu()
 
 
-def bound_needs(d: int, pixels: int, hidden: list[int]) -> dict[str, float]:
+def bound_needs(network: Footprint) -> dict[str, float]:
     """The test metrics: the bound and the ELBO decode in passes of a fixed size whatever k
     is (the scoring of samples is `classifier.scoring_needs`)."""
-    decoding = decode_floats(IMAGES_PER_PASS, d, pixels, hidden)
-    return {"d": parameter_count(d, pixels, hidden) * FLOAT + 3 * decoding * FLOAT}
+    return {"d": network.parameters * FLOAT + 3 * IMAGES_PER_PASS * network.decoding * FLOAT}

@@ -5,28 +5,20 @@ The classic AE is the same network without sampling: its code h is μ.
 
 from __future__ import annotations
 
+import math
 import pickle
 
 import torch
 from torch import nn
 
+from vaepipe.architectures import ACTIVATIONS, ARCHITECTURES
 from vaepipe.atomic import write_tensors
 from vaepipe.device import unreadable
+from vaepipe.errors import UserError
 from vaepipe.layout import PIXELS
 from vaepipe.loss import CONTINUOUS_BERNOULLI, decoded_mean
-from vaepipe.network import hidden_widths, layer_widths, parameter_shapes
+from vaepipe.network import Footprint, hidden_widths, mlp_footprint
 from vaepipe.params import LIKELIHOODS, MAX_WIDTH, shown
-
-
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
-
-
-def layers(widths: list[int], activation: str) -> list[nn.Module]:
-    """Linear layers through `widths`, the activation between them."""
-    out = []
-    for n_in, n_out in zip(widths, widths[1:]):
-        out += [nn.Linear(n_in, n_out), ACTIVATIONS[activation]()]
-    return out[:-1]
 
 
 class VAE(nn.Module):
@@ -34,17 +26,23 @@ class VAE(nn.Module):
     `activation` make others (Burda et al.'s: [200, 200] tanh)."""
 
     def __init__(self, d: int = 20, variational: bool = True, likelihood: str = "bernoulli",
-                 pixels: int = PIXELS, hidden: list[int] | None = None, activation: str = "relu"):
+                 pixels: int = PIXELS, hidden: list[int] | None = None, activation: str = "relu",
+                 arch: str = "mlp"):
         super().__init__()
         self.d = d
         self.pixels = pixels  # side², from the data: 784 for MNIST
         self.variational = variational
         self.likelihood = likelihood  # what the decoder's output parameterises: see `decode`
-        self.hidden = hidden_widths(d, hidden)
         self.activation = activation
-        encoder, decoder = layer_widths(d, pixels, self.hidden)
-        self.encoder = nn.Sequential(*layers(encoder, activation))
-        self.decoder = nn.Sequential(*layers(decoder, activation), nn.Sigmoid())
+        self.arch = arch  # vaepipe.architectures: what builds the two networks
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"arch: {shown(arch)} is not an architecture; there are {', '.join(ARCHITECTURES)}")
+        side = math.isqrt(pixels)
+        if side * side != pixels:
+            raise ValueError(f"{pixels} pixels are not a square image")
+        encoder, decoder, self.hidden = ARCHITECTURES[arch](d, 1, side, hidden, activation)
+        self.encoder = nn.Sequential(*encoder)
+        self.decoder = nn.Sequential(*decoder, nn.Sigmoid())
 
     def reparameterise(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         if self.training and self.variational:
@@ -100,9 +98,56 @@ class VAE(nn.Module):
 def hyperparameters(model: VAE) -> dict:
     """What builds the model again; the notes' architecture is the default, left unsaid
     (so its checkpoints stay what they were)."""
-    shape = {} if (model.hidden, model.activation) == (hidden_widths(model.d), "relu") else {
-        "hidden": model.hidden, "activation": model.activation}
+    if model.arch != "mlp":
+        shape = {"arch": model.arch, "pixels": model.pixels, "hidden": model.hidden, "activation": model.activation}
+    elif (model.hidden, model.activation) == (hidden_widths(model.d), "relu"):
+        shape = {}
+    else:
+        shape = {"hidden": model.hidden, "activation": model.activation}
     return {"d": model.d, "variational": model.variational, "likelihood": model.likelihood, **shape}
+
+
+class ArchitectureError(UserError):
+    """A checkpoint or params.yaml naming an architecture this code does not have."""
+
+    exit_code = 2
+
+
+def built(d: int, variational: bool, likelihood: str, pixels: int, hidden, activation: str, arch: str,
+          device: torch.device | str = "cpu") -> VAE:
+    """The model, built on `device` (PyTorch's "meta" device: its shapes, no memory), or a
+    UserError (exit 2) naming the param an architecture cannot take."""
+    if arch not in ARCHITECTURES:
+        raise ArchitectureError(f"arch: {shown(arch)} is not an architecture of this code; "
+                                  f"there are {', '.join(ARCHITECTURES)} (vaepipe/architectures.py)")
+    try:
+        with torch.device(device):
+            return VAE(d, variational, likelihood, pixels, hidden, activation, arch)
+    except ValueError as error:
+        raise ArchitectureError(str(error)) from None
+
+
+def footprint(model: VAE) -> Footprint:
+    """What the model holds, for the memory estimates: the notes' MLP from its widths (the
+    formulas the estimates always used), any other from a pass on the meta device, which
+    records every layer's output without computing or allocating anything."""
+    if model.arch == "mlp":
+        return mlp_footprint(model.d, model.pixels, model.hidden)
+    meta = built(model.d, model.variational, model.likelihood, model.pixels, model.hidden, model.activation,
+                 model.arch, device="meta")
+    outputs = []
+    hooks = [module.register_forward_hook(lambda _, __, out: outputs.append(out.numel()))
+             for module in meta.modules() if not list(module.children())]
+    mu, _ = meta.encode(torch.zeros(1, meta.pixels, device="meta"))
+    encoding = sum(outputs)
+    outputs.clear()
+    meta.decoder(mu)
+    decoding = sum(outputs)
+    for hook in hooks:
+        hook.remove()
+    parameters = sum(p.numel() for p in meta.parameters())
+    return Footprint(parameters, meta.pixels + encoding + 3 * meta.d + decoding + meta.pixels,
+                     meta.d + decoding + meta.pixels)
 
 
 def save_model(path, model: VAE, extra: dict) -> None:
@@ -131,11 +176,23 @@ def checked_checkpoint(checkpoint) -> tuple[dict, dict, int]:
         value = hparams.get(key, "relu" if key == "activation" else None)
         if type(value) not in (bool, str) or value not in allowed:
             raise ValueError(f"hparams {key}: must be one of {', '.join(map(str, allowed))}, got {shown(value)}")
-    first = state.get("encoder.0.weight")
-    if not isinstance(first, torch.Tensor) or first.dim() != 2:
-        raise ValueError("no encoder.0.weight of two dimensions")
-    pixels = first.shape[1]
-    expected = parameter_shapes(d, pixels, hidden)
+    arch = hparams.get("arch", "mlp")
+    if arch not in ARCHITECTURES:
+        raise ArchitectureError(f"its architecture {shown(arch)} is not one of this code's "
+                                  f"({', '.join(ARCHITECTURES)}): use the code that trained it, or run "
+                                  "`dvc repro train --force`")
+    if arch == "mlp":  # the notes' checkpoints carry no pixels: the first layer has them
+        first = state.get("encoder.0.weight")
+        if not isinstance(first, torch.Tensor) or first.dim() != 2:
+            raise ValueError("no encoder.0.weight of two dimensions")
+        pixels = first.shape[1]
+    else:
+        pixels = hparams.get("pixels")
+        if type(pixels) is not int or not 1 <= pixels <= MAX_WIDTH ** 2:
+            raise ValueError(f"hparams pixels: must be an integer from 1 to {MAX_WIDTH ** 2}, got {shown(pixels)}")
+    expected = {name: tuple(tensor.shape) for name, tensor in built(
+        d, True, hparams["likelihood"], pixels, hidden, hparams.get("activation", "relu"), arch,
+        device="meta").state_dict().items()}
     if set(state) != set(expected):
         raise ValueError(f"its tensors are not those of the model its hparams describe ({len(state)} "
                          f"against {len(expected)})")
@@ -152,9 +209,11 @@ def load_model(path, device: torch.device | str = "cpu") -> tuple[VAE, dict]:
     """The trained model (in evaluation mode) and its hyper-parameters."""
     try:
         hparams, state, pixels = checked_checkpoint(torch.load(path, map_location=device, weights_only=True))
-        model = VAE(hparams["d"], hparams["variational"], hparams["likelihood"], pixels,
-                    hparams.get("hidden"), hparams.get("activation", "relu")).to(device)
+        model = built(hparams["d"], hparams["variational"], hparams["likelihood"], pixels, hparams.get("hidden"),
+                      hparams.get("activation", "relu"), hparams.get("arch", "mlp"), device)
         model.load_state_dict(state)
     except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError) as error:
         raise unreadable(path, error, "train") from None
+    except ArchitectureError as error:
+        raise ArchitectureError(f"{path}: {error}") from None
     return model.eval(), hparams

@@ -6,6 +6,7 @@ d² units."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 
 def hidden_widths(d: int, hidden: list[int] | None = None) -> list[int]:
@@ -37,3 +38,22 @@ def parameter_count(d: int, pixels: int, hidden: list[int] | None = None) -> int
 def decode_floats(count: int, d: int, pixels: int, hidden: list[int] | None = None) -> int:
     """Activations of decoding `count` codes: z, the hidden layers, logits and pixels."""
     return count * (d + sum(hidden_widths(d, hidden)) + 2 * pixels)
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What a network holds, in floats: its parameters, the values one image's training
+    pass makes going forward (encoding, the code, decoding, the loss; its backward makes as
+    many again), and the values one code's decoding makes. The memory estimates count these."""
+
+    parameters: int
+    forward: int
+    decoding: int
+
+
+def mlp_footprint(d: int, pixels: int, hidden: list[int] | None = None) -> Footprint:
+    """The notes' network's, from its widths: every layer's output, each hidden one twice
+    (before and after its activation)."""
+    widths = hidden_widths(d, hidden)
+    return Footprint(parameter_count(d, pixels, hidden), pixels + 2 * sum(widths) + 3 * d + 2 * pixels,
+                     d + sum(widths) + 2 * pixels)

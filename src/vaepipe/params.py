@@ -21,7 +21,6 @@ import yaml
 from vaepipe.errors import ParamsError
 from vaepipe.layout import FILES
 from vaepipe.outputs import OUTPUT_FOLDERS
-from vaepipe.network import hidden_widths
 
 PARAMS_FILE = "params.yaml"
 MAX_WIDTH = 1 << 16  # units in one hidden layer
@@ -156,6 +155,7 @@ class Params:
     model: str = one_of("vae", "ae")
     hidden: list[int] | None  # the widths of the hidden layers, input side first; null = [d²] (the notes)
     activation: str = one_of("relu", "tanh")
+    arch: str  # the networks' architecture: a name of vaepipe.architectures (the train stage checks it)
     data: DataParams
     train: TrainParams
     evaluate: EvaluateParams
@@ -174,10 +174,6 @@ class Params:
     def variational(self) -> bool:
         return self.model == "vae"
 
-    @property
-    def widths(self) -> list[int]:
-        """The hidden layers' widths, input side first (the decoder mirrors them)."""
-        return hidden_widths(self.d, self.hidden)
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:

@@ -21,7 +21,7 @@ from vaepipe.errors import UserError
 from vaepipe.loss import TERMS, vae_loss
 from vaepipe.metrics import IMAGES_PER_PASS, score
 from vaepipe.model import VAE
-from vaepipe.network import parameter_count
+from vaepipe.network import Footprint
 from vaepipe.optim import Adam
 from vaepipe.resources import FLOAT
 from vaepipe.snapshots import kept_epochs
@@ -219,8 +219,8 @@ class Run:
 def start_run(params, pixels: int, device: torch.device) -> Run:
     """A run at epoch 0: everything seeded from params.seed."""
     seed_everything(params.seed)
-    model = VAE(params.d, params.variational, params.train.likelihood, pixels, params.widths,
-                params.activation).to(device)
+    model = VAE(params.d, params.variational, params.train.likelihood, pixels, params.hidden,
+                params.activation, params.arch).to(device)
     return Run(model, make_optimizer(model, params.train.lr, params.train.adam_eps),
                torch.Generator().manual_seed(params.seed),
                torch.Generator(device).manual_seed(params.seed) if params.data.binarize == "dynamic" else None,
@@ -282,13 +282,13 @@ def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool =
     return model, history
 
 
-def training_needs(d: int, batch_size: int, epochs: int, n_train: int, n_test: int,
-                   pixels: int, hidden: list[int]) -> dict[str, float]:
+def training_needs(network: Footprint, d: int, batch_size: int, epochs: int, n_train: int, n_test: int,
+                   pixels: int) -> dict[str, float]:
     """Train: the data; the model with its gradient and Adam's two moments; one batch's
-    activations forward and backward; the test set scored in chunks; the test codes of the
+    values forward and backward; the test set scored in chunks; the test codes of the
     epochs kept, and every epoch's row of the history (a Python dict, about ROW_BYTES)."""
-    per_image = 2 * (pixels + 2 * sum(hidden) + 2 * d + d + 2 * pixels)  # forward + gradients
+    per_image = 2 * network.forward  # forward + gradients
     return {"data.dataset": (n_train + n_test) * pixels * FLOAT,
-            "d": 4 * parameter_count(d, pixels, hidden) * FLOAT + min(n_test, IMAGES_PER_PASS) * per_image * FLOAT,
+            "d": 4 * network.parameters * FLOAT + min(n_test, IMAGES_PER_PASS) * per_image * FLOAT,
             "train.batch_size": min(batch_size, n_train) * per_image * FLOAT,
             "epochs": len(kept_epochs(epochs)) * n_test * 2 * d * FLOAT + (epochs + 1) * ROW_BYTES}

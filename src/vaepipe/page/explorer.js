@@ -1,6 +1,8 @@
 // The latent-space explorer: the run's exported encoder and decoder, run in the page.
-// Everything is read from files beside this one (run.json, weights.bin, images.bin,
-// mu.bin); nothing is fetched from anywhere else. window.explorer is what the tests drive.
+// Everything is read from files beside this one (run.json, images.bin, mu.bin, and the
+// model: weights.bin for the notes' MLP, which the page runs itself, or encoder.onnx and
+// decoder.onnx with onnxruntime-web for any other architecture); nothing is fetched from
+// anywhere else. window.explorer is what the tests drive.
 "use strict";
 (() => {
   let SIDE, PIXELS;  // the images' side (run.json): 28 for MNIST
@@ -40,6 +42,28 @@
     return { mu: out.slice(0, run.d), logvar: out.slice(run.d) };
   };
 
+  // any other architecture: its ONNX files in onnxruntime-web (copied beside the page), one
+  // run at a time; decode and encode then answer promises, which `then` below waits for
+  async function useRuntime() {
+    await new Promise((loaded, failed) => {
+      const script = Object.assign(document.createElement("script"), { src: "ort.wasm.min.js" });
+      script.onload = loaded;
+      script.onerror = () => failed(new Error("ort.wasm.min.js could not be loaded"));
+      document.head.append(script);
+    });
+    Object.assign(ort.env.wasm, { numThreads: 1, wasmPaths: new URL("./", location.href).href });
+    const [encoder, decoder] = await Promise.all(["encoder.onnx", "decoder.onnx"].map((name) => ort.InferenceSession.create(name)));
+    let queue = Promise.resolve();
+    const infer = (session, name, values) => {
+      const result = queue.then(() => session.run({ [name]: new ort.Tensor("float32", Float32Array.from(values), [1, values.length]) }));
+      queue = result.catch(() => {});
+      return result;
+    };
+    ex.decode = (z) => infer(decoder, "z", z).then((out) => Float64Array.from(out.x_mean.data));
+    ex.encode = (x) => infer(encoder, "x", x).then((out) => ({ mu: Float64Array.from(out.mu.data), logvar: Float64Array.from(out.logvar.data) }));
+  }
+  const then = (value, use) => (value instanceof Promise ? value.then(use) : use(value));
+
   // --- drawing digits: one grey value per pixel, as 0…255
   function paint(canvas, pixels, x0 = 0, y0 = 0) {
     const ctx = canvas.getContext("2d"), img = ctx.createImageData(SIDE, SIDE);
@@ -57,8 +81,7 @@
   const sliders = [];
   function redraw() {
     const start = performance.now();
-    paint($("out"), ex.decode(ex.z));
-    ex.lastDrawMs = performance.now() - start;
+    return then(ex.decode(ex.z), (pixels) => { paint($("out"), pixels); ex.lastDrawMs = performance.now() - start; });
   }
   function setZ(z) {
     ex.z = Float64Array.from(z);
@@ -66,7 +89,7 @@
       input.value = ex.z[dim];
       value.textContent = ex.z[dim].toFixed(2);
     }
-    redraw();
+    return redraw();
   }
   function buildSliders() {
     for (const { dim, kl, active } of run.dims) {
@@ -136,7 +159,7 @@
     };
     const show = (i) => {
       paint($("picked"), testImage(i));
-      paint($("pickedRecon"), ex.decode(testMu(i)));
+      then(ex.decode(testMu(i)), (pixels) => paint($("pickedRecon"), pixels));
       $("pickedLabel").textContent = `test image ${i}` + (run.classes.length ? `, label ${run.classes[run.map.labels[i]]}` : "");
       ex.picked = i;
     };
@@ -163,15 +186,14 @@
         }
       paint(canvas, ex.drawn);
     };
-    const encodeDrawn = () => {
-      const { mu } = ex.encode(ex.drawn);
+    const encodeDrawn = () => then(ex.encode(ex.drawn), ({ mu }) => {
       ex.drawnMu = mu;
       setZ(mu);
       const dist = run.map.xy.map((_, i) => { let s = 0; for (let u = 0; u < run.d; u++) s += (mus[i * run.d + u] - mu[u]) ** 2; return [s, i]; });
       ex.nearest = dist.sort((a, b) => a[0] - b[0]).slice(0, 5).map((p) => p[1]);
       drawMap(ex.nearest);
       $("drawnNote").textContent = run.classes.length ? `nearest test means: labels ${ex.nearest.map((i) => run.classes[run.map.labels[i]]).join(", ")}` : "";
-    };
+    });
     canvas.addEventListener("pointerdown", (event) => { down = true; canvas.setPointerCapture(event.pointerId); brush(event); });
     canvas.addEventListener("pointermove", (event) => { if (down) brush(event); });
     canvas.addEventListener("pointerup", () => { if (down) { down = false; encodeDrawn(); } });
@@ -198,7 +220,7 @@
   }
   function showSamples(draw) {
     const codes = Array.from({ length: 8 }, draw);
-    codes.forEach((z, n) => paint($("samples"), ex.decode(z), (n % 4) * SIDE, Math.floor(n / 4) * SIDE));
+    codes.forEach((z, n) => then(ex.decode(z), (pixels) => paint($("samples"), pixels, (n % 4) * SIDE, Math.floor(n / 4) * SIDE)));
     setZ(codes[0]);
     ex.samples = codes;
   }
@@ -206,7 +228,7 @@
   function drawMorph() {
     for (let s = 0; s < 10; s++) {
       const t = s / 9;
-      paint($("morph"), ex.decode(codeA.map((a, u) => (1 - t) * a + t * codeB[u])), s * SIDE, 0);
+      then(ex.decode(codeA.map((a, u) => (1 - t) * a + t * codeB[u])), (pixels) => paint($("morph"), pixels, s * SIDE, 0));
     }
   }
   function setUpMorph() {
@@ -231,18 +253,22 @@
 
   ex.ready = (async () => {
     const fetchOk = async (name) => { const r = await fetch(name); if (!r.ok) throw new Error(`${name}: HTTP ${r.status}`); return r; };
-    const [runFile, weightFile, imageFile, muFile] = await Promise.all(["run.json", "weights.bin", "images.bin", "mu.bin"].map(fetchOk));
+    const [runFile, imageFile, muFile] = await Promise.all(["run.json", "images.bin", "mu.bin"].map(fetchOk));
     run = await runFile.json();
-    const weights = new Float32Array(await weightFile.arrayBuffer());
     images = new Uint8Array(await imageFile.arrayBuffer());
     mus = new Float32Array(await muFile.arrayBuffer());
-    let offset = 0;
-    const take = (shape) => { const n = shape.reduce((a, b) => a * b, 1), t = weights.subarray(offset, offset + n); offset += n; return t; };
-    layers = {};
-    for (const part of ["encoder", "decoder"]) {
-      const shapes = run.layers[part];
-      const t = shapes.map(take);  // weight, bias, weight, bias, …
-      layers[part] = t.filter((_, i) => i % 2 === 0).map((W, i) => [W, t[2 * i + 1]]);
+    if (run.runtime) {
+      await useRuntime();
+    } else {
+      const weights = new Float32Array(await (await fetchOk("weights.bin")).arrayBuffer());
+      let offset = 0;
+      const take = (shape) => { const n = shape.reduce((a, b) => a * b, 1), t = weights.subarray(offset, offset + n); offset += n; return t; };
+      layers = {};
+      for (const part of ["encoder", "decoder"]) {
+        const shapes = run.layers[part];
+        const t = shapes.map(take);  // weight, bias, weight, bias, …
+        layers[part] = t.filter((_, i) => i % 2 === 0).map((W, i) => [W, t[2 * i + 1]]);
+      }
     }
     ex.run = run;
     [SIDE, PIXELS] = [run.side, run.side * run.side];
@@ -257,7 +283,7 @@
     $("zero").addEventListener("click", () => setZ(new Float64Array(run.d)));
     $("prior").addEventListener("click", () => showSamples(priorCode));
     $("mixture").addEventListener("click", () => showSamples(mixtureCode));
-    setZ(new Float64Array(run.d));
+    await setZ(new Float64Array(run.d));
     ex.readyMs = performance.now();
     return true;
   })().catch((error) => { $("status").textContent = `could not load the explorer's data: ${error.message}`; throw error; });

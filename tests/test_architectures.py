@@ -1,0 +1,149 @@
+"""Architectures in one place (vaepipe.architectures): the convolutional VAE, and one this
+test defines itself and registers the documented way (a function in the temporary
+repository's architectures.py, named in ARCHITECTURES), each through the whole pipeline to
+the explorer: trained by autograd, every figure, the ONNX files checked against PyTorch,
+and the page (onnxruntime-web, served from 127.0.0.1) decoding a slider move within 1/255
+of PyTorch in Chromium. Bad names and sides are one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, Mirror, dvc, make_repo, serving, write_dataset
+from vaepipe.model import built
+
+pytestmark = pytest.mark.e2e
+
+# the test's own architecture: a strided convolution, a LayerNorm and tanh before the code,
+# and a decoder of two linear layers; registered as the module's docstring says
+TINY = '''
+
+def tiny(d, channels, side, hidden, activation):
+    """A test's architecture: conv 3×3 stride 2, LayerNorm, linear; decoder linear, tanh, linear."""
+    width = (hidden or [6])[0]
+    features = width * ((side + 1) // 2) ** 2
+    encoder = [nn.Unflatten(1, (channels, side, side)), nn.Conv2d(channels, width, 3, stride=2, padding=1),
+               nn.Tanh(), nn.Flatten(), nn.LayerNorm(features), nn.Linear(features, 2 * d)]
+    decoder = [nn.Linear(d, 48), nn.Tanh(), nn.Linear(48, channels * side * side)]
+    return encoder, decoder, [width]
+
+
+ARCHITECTURES["tiny"] = tiny
+'''
+
+STAGES = ("download", "normalize", "train", "classifier", "evaluate", "latent", "generate", "project", "export",
+          "explore")
+
+
+@pytest.fixture(scope="module", params=["conv", "tiny"])
+def repo(request, tmp_path_factory):
+    mirror = Mirror(write_dataset(tmp_path_factory.mktemp("mirror")))
+    folder = make_repo(tmp_path_factory.mktemp(f"repo-{request.param}"), mirror.url, d=4, arch=request.param)
+    if request.param == "tiny":
+        registry = folder / "src" / "vaepipe" / "architectures.py"
+        registry.write_text(registry.read_text() + TINY)
+    (folder / "node_modules").symlink_to(ROOT / "node_modules")  # `make install`'s npm ci, lent
+    result = dvc(folder, "repro")
+    yield folder, result.stdout + result.stderr
+    mirror.close()
+
+
+def in_repo(folder, code: str) -> str:
+    """Run `code` with the repository's own modules (where `tiny` is registered)."""
+    return subprocess.run([sys.executable, "-c", code], cwd=folder, env={"PYTHONPATH": str(folder / "src")},
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_every_stage_runs_and_the_model_is_trained_by_autograd(repo):
+    folder, log = repo
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in log, stage
+    arch = json.loads(in_repo(folder, "import json; from vaepipe.model import load_model; "
+                                      "from vaepipe.backprop import written_out; m, h = load_model('models/model.pt'); "
+                                      "print(json.dumps([h['arch'], written_out(m)]))"))
+    assert arch[0] in ("conv", "tiny") and arch[1] is False  # no written-out backward: autograd
+    rows = (folder / "plots" / "training.csv").read_text().splitlines()
+    losses = [float(row.split(",")[rows[0].split(",").index("test_loss")]) for row in rows[1:]]
+    assert losses[-1] < losses[0]  # it learned
+    for figure in ("samples", "reconstructions", "morph", "traversals", "manifold", "gmm_samples", "projection"):
+        assert (folder / "plots" / f"{figure}.png").stat().st_size > 1000, figure
+    for name in ("encoder", "decoder"):
+        assert (folder / "models" / "onnx" / f"{name}.onnx").exists()
+    # the stage checked both files against PyTorch; the check fails on another model's file
+    in_repo(folder, "from vaepipe.export import check_files; from vaepipe.model import load_model\n"
+                    "print(check_files(load_model('models/model.pt')[0], 'models/onnx'))")
+
+
+def test_the_page_decodes_a_slider_move_as_torch_does(repo, browser):
+    folder, _ = repo
+    explorer = folder / "explorer"
+    assert {"ort.wasm.min.js", "encoder.onnx", "decoder.onnx"} <= {path.name for path in explorer.iterdir()}
+    page = browser.new_page()
+    errors, requests = [], []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("request", lambda request: requests.append(request.url))
+    try:
+        with serving(explorer) as url:
+            page.goto(url)
+            page.evaluate("explorer.ready")
+            page.locator("#sliders input").nth(0).fill("1.5")
+            page.evaluate("explorer.decode(explorer.z)")  # the slider's own decode has been drawn after this one
+            z = page.evaluate("Array.from(explorer.z)")
+            drawn = np.array(page.evaluate("""Array.from(document.getElementById('out').getContext('2d')
+                                              .getImageData(0, 0, 28, 28).data)""")).reshape(28, 28, 4)[:, :, 0]
+            assert errors == [] and requests and all(request.startswith(url) for request in requests), requests
+    finally:
+        page.close()
+    assert z[json.loads((explorer / "run.json").read_text())["dims"][0]["dim"]] == 1.5
+    expected = np.array(json.loads(in_repo(folder, f"""import json, torch
+from vaepipe.model import load_model
+model, _ = load_model('models/model.pt')
+print(json.dumps(model.decode(torch.tensor([{z}], dtype=torch.float32))[0].tolist()))""")))
+    assert np.abs(drawn - expected.reshape(28, 28) * 255).max() <= 1.0  # every pixel within 1/255
+
+
+def test_an_architecture_that_does_not_exist_is_one_line_naming_those_that_do(tmp_path):
+    mirror = Mirror(write_dataset(tmp_path / "mirror"))
+    try:
+        folder = make_repo(tmp_path / "repo", mirror.url, arch="cnov")
+        result = dvc(folder, "repro", "train", check=False)
+    finally:
+        mirror.close()
+    log = result.stdout + result.stderr
+    assert result.returncode != 0 and "exited with 2" in log, log
+    errors = [line for line in log.splitlines() if line.startswith("error:")]
+    assert errors == ["error: arch: 'cnov' is not an architecture of this code; there are mlp, conv "
+                      "(vaepipe/architectures.py)"]
+    assert not (folder / "models").exists()
+
+
+@pytest.mark.parametrize("side", [6, 7, 30 + 1])
+def test_a_side_the_conv_network_cannot_take_is_one_line(side):
+    with pytest.raises(Exception) as caught:
+        built(4, True, "bernoulli", side * side, None, "relu", "conv", device="meta")
+    assert caught.value.exit_code == 2
+    assert str(caught.value) == (f"data.side {side}: the conv network halves the side at least once and keeps it at "
+                                 "4 or more; it takes even sides from 8 (8, 16, 28, 32, 64, …)")
+
+
+def test_a_checkpoint_of_an_architecture_this_code_lacks_is_one_line(tmp_path):
+    import torch
+
+    from vaepipe.model import load_model, save_model
+
+    save_model(tmp_path / "model.pt", built(4, True, "bernoulli", 784, None, "relu", "conv"), {"beta": 1.0})
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    saved["hparams"]["arch"] = "capsule"
+    torch.save(saved, tmp_path / "other.pt")
+    with pytest.raises(Exception) as caught:
+        load_model(tmp_path / "other.pt")
+    assert caught.value.exit_code == 2
+    assert str(caught.value) == (f"{tmp_path / 'other.pt'}: its architecture 'capsule' is not one of this code's "
+                                 "(mlp, conv): use the code that trained it, or run `dvc repro train --force`")
+    model, hparams = load_model(tmp_path / "model.pt")  # its own architecture loads
+    assert hparams["arch"] == "conv" and hparams["hidden"] == [32, 64] and not model.training
