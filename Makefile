@@ -39,6 +39,7 @@ bench: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/pipeline.py --repeats $(REPEATS)
 	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/folder.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/checkpoint.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/conv_speed.py --images 10000
 
 # a Markdown report of the workspace against $(BASE): review/report.md. BASE reaches the
 # command as an environment variable, quoted, never pasted into the shell's text.
