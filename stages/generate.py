@@ -4,14 +4,14 @@ from vaepipe.stage import require, run_stage
 from vaepipe.data import as_modelled, load_split
 from vaepipe.layout import class_names
 from vaepipe.generation import generate_figures, generate_needs
-from vaepipe.model import load_model
+from vaepipe.model import footprint, load_model
 from vaepipe.outputs import CLASSES, MODEL, PLOTS, normalized
 from vaepipe.resources import check_fits
 
 
 def main(params):
     model, hparams = load_model(require(MODEL, "train"))
-    check_fits(generate_needs(hparams["d"], params.generate, model.pixels))
+    check_fits(generate_needs(footprint(model), params.generate, model.pixels))
     test_x, test_labels = load_split(require(normalized("test"), "normalize"))
     seen = as_modelled(test_x, "test", hparams["binarize"])
     generate_figures(model, seen, test_labels, class_names(CLASSES), params.generate, params.seed, PLOTS)

@@ -11,7 +11,7 @@ from vaepipe.figures import sample_columns, save_digit_figure, tile
 from vaepipe.latent import (by_kl, dimension_stats, fit_mixture, latent_needs, mixture_record, sample_mixture,
                             save_kl_figure, save_manifold_figure, save_traversal_figure, traversal_images)
 from vaepipe.metrics import encode_all
-from vaepipe.model import load_model
+from vaepipe.model import footprint, load_model
 from vaepipe.outputs import CLASSIFIER, METRICS, MIXTURE, MODEL, PLOTS, normalized
 from vaepipe.resources import check_fits
 
@@ -21,7 +21,7 @@ def main(params):
     model, hparams = load_model(require(MODEL, "train"))
     classifier = load_classifier(require(CLASSIFIER, "classifier"))
     train_path, test_path = (require(normalized(split), "normalize") for split in ("train", "test"))
-    check_fits(latent_needs(model.d, options, split_length(train_path), model.pixels)
+    check_fits(latent_needs(footprint(model), model.d, options, split_length(train_path), model.pixels)
                | scoring_needs(params.evaluate.fd_samples, model.d, split_length(test_path)))
     test_x = load_split(test_path)[0]
     seen = as_modelled(test_x, "test", hparams["binarize"])

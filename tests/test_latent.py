@@ -141,16 +141,19 @@ def test_figure_sizes_are_checked_before_drawing():
 
     from vaepipe.errors import UserError
     from vaepipe.latent import latent_needs
+    from vaepipe.network import mlp_footprint
 
     options = SimpleNamespace(traversal_images=2, traversal_dims=20, traversal_steps=9, manifold_steps=15,
                               gmm_components=10, gmm_images=30_000)
-    assert all(value > 0 for value in latent_needs(20, options, 60_000, 784).values())
+    notes = mlp_footprint(20, 784)
+    assert all(value > 0 for value in latent_needs(notes, 20, options, 60_000, 784).values())
     with pytest.raises(UserError, match="latent.manifold_steps: makes a figure of"):
-        latent_needs(20, SimpleNamespace(**{**vars(options), "manifold_steps": MAX_SIDE // 80}), 60, 784)
+        latent_needs(notes, 20, SimpleNamespace(**{**vars(options), "manifold_steps": MAX_SIDE // 80}), 60, 784)
     with pytest.raises(UserError, match="latent.gmm_components: 1000 components for 600 training images"):
-        latent_needs(20, SimpleNamespace(**{**vars(options), "gmm_components": 1000}), 600, 784)
+        latent_needs(notes, 20, SimpleNamespace(**{**vars(options), "gmm_components": 1000}), 600, 784)
     with pytest.raises(UserError, match="latent.gmm_components: 1000 components for 500 training images"):
-        latent_needs(20, SimpleNamespace(**{**vars(options), "gmm_components": 1000, "gmm_images": 500}), 600, 784)
+        latent_needs(notes, 20, SimpleNamespace(**{**vars(options), "gmm_components": 1000, "gmm_images": 500}),
+                     600, 784)
 
 
 def test_the_mixture_has_the_same_bits_whatever_the_number_of_blas_threads():

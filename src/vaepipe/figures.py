@@ -16,8 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from vaepipe.atomic import atomic_path  # noqa: E402
-from vaepipe.layout import PIXELS, SIDE, side_of  # noqa: E402
-from vaepipe.network import decode_floats
+from vaepipe.layout import SIDE, side_of  # noqa: E402
+from vaepipe.network import Footprint  # noqa: E402
 from vaepipe.resources import FLOAT
 from vaepipe.errors import UserError
 
@@ -96,14 +96,14 @@ def save_figure(fig, path) -> None:
     plt.close(fig)
 
 
-def digit_figure_needs(d: int, figures, pixels: int = PIXELS) -> dict[str, float]:
-    """Each digit figure's decodings, its float grid and RGBA canvas, for `figures` given as
-    (the param key that sizes it, decodings, (height, width)); a figure wider or taller than
-    Agg can draw is refused."""
+def digit_figure_needs(network: Footprint, figures) -> dict[str, float]:
+    """Each digit figure's decodings (what one decoding of `network` makes, each), its float
+    grid and RGBA canvas, for `figures` given as (the param key that sizes it, decodings,
+    (height, width)); a figure wider or taller than Agg can draw is refused."""
     needs = {}
     for key, count, (height, width) in figures:
         if max(height, width) > MAX_SIDE:
             raise UserError(f"{key}: makes a figure of {width}×{height} pixels; matplotlib draws "
                             f"at most {MAX_SIDE} a side; lower {key}")
-        needs[key] = decode_floats(count, d, pixels) * FLOAT + height * width * 4 * FLOAT
+        needs[key] = count * network.decoding * FLOAT + height * width * 4 * FLOAT
     return needs

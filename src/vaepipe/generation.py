@@ -10,6 +10,7 @@ import torch
 from vaepipe.errors import UserError
 from vaepipe.layout import side_of
 from vaepipe.figures import digit_figure_needs, figure_size, sample_columns, save_digit_figure, tile
+from vaepipe.network import Footprint
 from vaepipe.params import GenerateParams
 
 
@@ -78,6 +79,6 @@ def generate_figures(model, test_x: torch.Tensor, test_labels: torch.Tensor, cla
                       ["latent path", "pixel blend"])
 
 
-def generate_needs(d: int, options: GenerateParams, pixels: int) -> dict[str, float]:
+def generate_needs(network: Footprint, options: GenerateParams, pixels: int) -> dict[str, float]:
     """Generate: its three digit figures."""
-    return digit_figure_needs(d, generate_figure_sizes(options, side_of(pixels)), pixels)
+    return digit_figure_needs(network, generate_figure_sizes(options, side_of(pixels)))

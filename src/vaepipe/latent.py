@@ -18,6 +18,7 @@ from vaepipe.figures import (DPI, STYLE, digit_figure_needs, figure_size, plt, s
                              tile)
 from vaepipe.layout import side_of
 from vaepipe.loss import kl_per_dim
+from vaepipe.network import Footprint
 from vaepipe.resources import FLOAT
 from vaepipe.errors import UserError
 from vaepipe.params import LatentParams
@@ -154,12 +155,12 @@ def mixture_record(mixture) -> dict:
     return {"weights": mixture.weights_.tolist(), "means": mixture.means_.tolist(), "cholesky": factors.tolist()}
 
 
-def latent_needs(d: int, options: LatentParams, n_train: int, pixels: int) -> dict[str, float]:
+def latent_needs(network: Footprint, d: int, options: LatentParams, n_train: int, pixels: int) -> dict[str, float]:
     """Latent: its traversal and manifold figures, the fitted training images and their μ in
     float64, and the mixture's per-component work on them (scikit-learn keeps an N × d
     centred copy and N × K responsibilities); the scored mixture samples are
     `classifier.scoring_needs`."""
-    needs = digit_figure_needs(d, latent_figure_sizes(options, d, side_of(pixels)), pixels)
+    needs = digit_figure_needs(network, latent_figure_sizes(options, d, side_of(pixels)))
     fitted = min(options.gmm_images, n_train)
     if options.gmm_components > fitted:
         raise UserError(f"latent.gmm_components: {options.gmm_components} components for "

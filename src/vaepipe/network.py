@@ -35,11 +35,6 @@ def parameter_count(d: int, pixels: int, hidden: list[int] | None = None) -> int
     return sum(math.prod(shape) for shape in parameter_shapes(d, pixels, hidden).values())
 
 
-def decode_floats(count: int, d: int, pixels: int, hidden: list[int] | None = None) -> int:
-    """Activations of decoding `count` codes: z, the hidden layers, logits and pixels."""
-    return count * (d + sum(hidden_widths(d, hidden)) + 2 * pixels)
-
-
 @dataclass(frozen=True)
 class Footprint:
     """What a network holds, in floats: its parameters, the values one image's training
