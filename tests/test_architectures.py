@@ -42,6 +42,8 @@ STAGES = ("download", "normalize", "train", "classifier", "evaluate", "latent", 
 
 @pytest.fixture(scope="module", params=["conv", "tiny"])
 def repo(request, tmp_path_factory):
+    if not (ROOT / "node_modules" / "onnxruntime-web").exists():
+        pytest.skip("onnxruntime-web is not installed: `make install` runs npm ci (.ci/run installs npm)")
     mirror = Mirror(write_dataset(tmp_path_factory.mktemp("mirror")))
     folder = make_repo(tmp_path_factory.mktemp(f"repo-{request.param}"), mirror.url, d=4, arch=request.param)
     if request.param == "tiny":

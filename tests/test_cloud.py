@@ -106,13 +106,16 @@ def team(tmp_path_factory):
 
 def machine(team: Path, name: str) -> Path:
     """A fresh clone of origin, as SkyPilot syncs a checkout to a new machine. Its set-up
-    finds the environment in place (this session's, lent: installing PyTorch takes minutes)."""
+    finds the environments in place (this session's, lent: installing PyTorch takes minutes,
+    and a test downloads nothing): the virtual environment and onnxruntime-web's node_modules."""
     folder = team / name
     git(team, "clone", "-q", str(team / "origin.git"), str(folder))
-    (folder / ".venv").symlink_to(BIN.parent)
-    with open(folder / ".git" / "info" / "exclude", "a") as exclude:
-        exclude.write("/.venv\n")  # a link, which /.venv/ in .gitignore does not match
-    (BIN.parent / ".installed").touch()  # newer than the clone's pyproject.toml: up to date
+    for lent, stamp in ((BIN.parent, ".installed"), (ROOT / "node_modules", ".installed")):
+        if lent.exists():
+            (folder / lent.name).symlink_to(lent)
+            with open(folder / ".git" / "info" / "exclude", "a") as exclude:
+                exclude.write(f"/{lent.name}\n")  # a link, which /{lent.name}/ in .gitignore does not match
+            (lent / stamp).touch()  # newer than the clone's pyproject.toml and package-lock.json: up to date
     return folder
 
 
