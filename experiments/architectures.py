@@ -29,19 +29,21 @@ COLUMNS = ("test.loss", "test.iw_nll", "test.bits_per_dim", "samples.fd")
 
 def run(folder: Path, dataset: str, arch: str, mirror: Path) -> dict:
     subprocess.run(["git", "clone", "-q", str(ROOT), str(folder)], check=True)
+    (folder / "node_modules").symlink_to(ROOT / "node_modules")  # the explorer's onnxruntime-web (make install)
     params = yaml.safe_load((folder / "params.yaml").read_text())
     params["arch"], params["data"]["dataset"] = arch, dataset
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(os.environ, VAEPIPE_MIRROR=str(mirror), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    started = {}
+    started, log = {}, []
     with subprocess.Popen(["dvc", "repro"], cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True) as process:
         for line in process.stdout:
+            log.append(line)
             if line.startswith("Running stage '"):
                 started[line.split("'")[1]] = time.monotonic()
         started["end"] = time.monotonic()
     if process.returncode != 0:
-        raise SystemExit(f"{dataset} {arch}: dvc repro failed in {folder}")
+        raise SystemExit(f"{dataset} {arch}: dvc repro failed:\n{''.join(log[-20:])}")
     stages = list(started)
     train = started[stages[stages.index("train") + 1]] - started["train"]
     metrics = json.loads((folder / "metrics" / "eval.json").read_text())
@@ -55,10 +57,12 @@ def main() -> None:
     parser.add_argument("--mnist", type=Path, default=find_mnist())
     parser.add_argument("--fashion", type=Path, default=FASHION)
     parser.add_argument("--archs", nargs="+", default=["mlp", "conv"])
+    parser.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"])
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for dataset, mirror in (("mnist", args.mnist), ("fashion-mnist", args.fashion)):
+        for dataset, mirror in ((name, {"mnist": args.mnist, "fashion-mnist": args.fashion}[name])
+                                for name in args.datasets):
             for arch in args.archs:
                 result = run(Path(tmp) / f"{dataset}-{arch}", dataset, arch, mirror)
                 rows.append((dataset, arch, result))
