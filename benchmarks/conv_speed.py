@@ -24,52 +24,27 @@ import tempfile
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_speed import data_source, raw_folder, timed  # noqa: E402
+from train_speed import D, data_source, project_epoch, raw_folder, reference_epoch, timed  # noqa: E402
 from vaepipe.idx import read_split  # noqa: E402
 from vaepipe.model import VAE  # noqa: E402
 from vaepipe.stage import keep_freed_memory  # noqa: E402
-from vaepipe.train import make_optimizer, train_epoch  # noqa: E402
 
-D, BATCH = 20, 256
-
-
-def project_epoch(x, device):
-    torch.manual_seed(0)
-    model = VAE(D, arch="conv").to(device)
-    optimizer = make_optimizer(model, 1e-3)
-    generator = torch.Generator().manual_seed(0)
-    return lambda: train_epoch(model, optimizer, x, epoch=1, batch_size=BATCH, beta=1.0,
-                               likelihood="bernoulli", generator=generator, progress=False)
+BATCH = 256
 
 
-def reference_epoch(root, images: int, device):
-    from torchvision import datasets, transforms
+class SigmoidOutput(nn.Module):
+    """The convolutional VAE as the common loop uses a model: pictures in [0, 1] out."""
 
-    dataset = datasets.FashionMNIST(root, train=True, download=False, transform=transforms.ToTensor())
-    dataset = torch.utils.data.Subset(dataset, range(images))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH, shuffle=True)
-    torch.manual_seed(0)
-    model = VAE(D, arch="conv").to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    def __init__(self):
+        super().__init__()
+        self.vae = VAE(D, arch="conv")
 
-    def epoch():
-        model.train()
-        total = 0.0
-        for x, _ in loader:
-            x = x.to(device).view(-1, 784)
-            logits, mu, logvar = model(x)
-            bce = F.binary_cross_entropy(torch.sigmoid(logits), x, reduction="sum")
-            kld = 0.5 * torch.sum(logvar.exp() - logvar - 1 + mu.pow(2))
-            loss = bce + kld
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item()
-        return total / len(dataset)
-    return epoch
+    def forward(self, x):
+        logits, mu, logvar = self.vae(x.view(-1, 784))
+        return torch.sigmoid(logits), mu, logvar
 
 
 def main() -> None:
@@ -85,7 +60,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         raw = raw_folder(Path(tmp))
         x = torch.from_numpy(read_split(raw, "train")[0][:args.images]).to(device)
-        runners = {"a": project_epoch(x, device), "b": reference_epoch(tmp, args.images, device)}
+        runners = {"a": project_epoch(x, BATCH, device, "conv"),
+                   "b": reference_epoch(tmp, BATCH, device, SigmoidOutput, args.images)}
         for run in runners.values():  # warm-up
             timed(run, device)
         times = {name: [] for name in runners}

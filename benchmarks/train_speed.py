@@ -74,10 +74,10 @@ def raw_folder(root: Path) -> Path:
     return raw
 
 
-def project_epoch(x, batch_size, device):
+def project_epoch(x, batch_size, device, arch: str = "mlp"):
     """(a): the train stage's own epoch function, on the in-memory tensor."""
     torch.manual_seed(0)
-    model = VAE(D).to(device)
+    model = VAE(D, arch=arch).to(device)
     optimizer = make_optimizer(model, 1e-3)
     generator = torch.Generator().manual_seed(0)
     return lambda: train_epoch(model, optimizer, x, epoch=1, batch_size=batch_size, beta=1.0,
@@ -100,14 +100,17 @@ class ReferenceVAE(nn.Module):
         return self.decoder(z), mu, logvar
 
 
-def reference_epoch(root, batch_size, device):
-    """(b): torchvision dataset + ToTensor + DataLoader + binary_cross_entropy + Adam."""
+def reference_epoch(root, batch_size, device, network=ReferenceVAE, images: int | None = None):
+    """(b): torchvision dataset + ToTensor + DataLoader + binary_cross_entropy + Adam, for
+    `network()`, a model answering (x̂ in [0, 1], μ, log σ²); on the first `images` only."""
     from torchvision import datasets, transforms
 
     dataset = datasets.FashionMNIST(root, train=True, download=False, transform=transforms.ToTensor())
+    if images is not None:
+        dataset = torch.utils.data.Subset(dataset, range(images))
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
     torch.manual_seed(0)
-    model = ReferenceVAE().to(device)
+    model = network().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def epoch():
