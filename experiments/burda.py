@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "src"))
 from conftest import parse_with_mnist, set_params  # noqa: E402
-from vaepipe.data import as_modelled  # noqa: E402
+from vaepipe.data import as_modelled, unit  # noqa: E402
 from vaepipe.idx import read_split  # noqa: E402
 from vaepipe.metrics import decoder_log_likelihood, encode_all, iw_nll  # noqa: E402
 from vaepipe.params import load_params  # noqa: E402
@@ -48,7 +48,7 @@ def main() -> None:
         set_params(Path(tmp), epochs=ends[-1], **RECIPE)
         params = load_params(Path(tmp) / "params.yaml")
     train_x, test_x = (torch.from_numpy(read_split(args.mnist, split)[0]) for split in ("train", "test"))
-    scored = as_modelled(test_x, "test", "dynamic")[:args.test_images]  # binarized once, as every run
+    scored = unit(as_modelled(test_x, "test", "dynamic")[:args.test_images])  # binarized once, as every run
     start = time.perf_counter()
     print(f"stage  passes  lr        bound (k = {args.k}, {len(scored)} test images)  gap to {PUBLISHED}  minutes")
 

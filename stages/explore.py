@@ -4,15 +4,17 @@
 import dataclasses
 
 from vaepipe.stage import require, run_stage
-from vaepipe.explorer import build, flat, read_json
+from vaepipe.explorer import build, read_json
+from vaepipe.params import dotted
 from vaepipe.layout import class_names
 from vaepipe.outputs import CLASSES, EXPLORER, METRICS, MIXTURE, ONNX, PLOTS, SNAPSHOTS, normalized
 from vaepipe.snapshots import last_epoch, load_snapshot
 from vaepipe.tensorfile import read_tensors
 
 # what the run is (not where its data came from or where it ran): the stage's params in dvc.yaml
-SHOWN_PARAMS = ("seed", "d", "beta", "epochs", "model", "hidden", "activation", "data.dataset", "data.binarize",
-                "train.batch_size", "train.lr", "train.warmup_epochs", "train.likelihood", "project.method")
+SHOWN_PARAMS = ("seed", "d", "beta", "epochs", "model", "hidden", "activation", "arch", "data.dataset", "data.channels",
+                "data.binarize", "train.batch_size", "train.lr", "train.warmup_epochs", "train.likelihood",
+                "project.method")
 SHOWN_METRICS = ("test.loss", "test.recon", "test.kl", "test.iw_nll", "test.bits_per_dim", "test.likelihood",
                  "test.active_units",
                  "samples.fd", "samples_gmm.fd", "train.loss")
@@ -22,10 +24,10 @@ def main(params):
     folder = require(SNAPSHOTS, "train")
     mu = load_snapshot(folder, last_epoch(folder))["mu"]
     test_x = read_tensors(require(normalized("test"), "normalize"), "normalize")["images"]
-    values = flat(dataclasses.asdict(params))
+    values = dotted(dataclasses.asdict(params))
     metrics = {}
     for name in ("train", "eval", "latent"):
-        metrics.update(flat(read_json(require(METRICS / f"{name}.json", "evaluate"))))
+        metrics.update(dotted(read_json(require(METRICS / f"{name}.json", "evaluate"))))
     build(EXPLORER, encoder=require(ONNX / "encoder.onnx", "export"), decoder=require(ONNX / "decoder.onnx", "export"),
           test_x=test_x, mu=mu, projection_csv=require(PLOTS / "projection.csv", "project"),
           kl_csv=require(PLOTS / "kl_per_dim.csv", "evaluate"), mixture=read_json(require(MIXTURE, "latent")),

@@ -6,7 +6,7 @@ import torch
 from vaepipe.atomic import write_csv, write_json
 from vaepipe.classifier import load_classifier, sample_quality, scoring_needs
 from vaepipe.stage import require, run_stage
-from vaepipe.data import as_modelled, first_images, load_split, split_length
+from vaepipe.data import as_modelled, first_images, load_split, split_length, unit
 from vaepipe.figures import sample_columns, save_digit_figure, tile
 from vaepipe.latent import (by_kl, dimension_stats, fit_mixture, latent_needs, mixture_record, sample_mixture,
                             save_kl_figure, save_manifold_figure, save_traversal_figure, traversal_images)
@@ -24,7 +24,7 @@ def main(params):
     check_fits(latent_needs(footprint(model), model.d, options, split_length(train_path), model.pixels)
                | scoring_needs(params.evaluate.fd_samples, model.d, split_length(test_path)))
     test_x = load_split(test_path)[0]
-    seen = as_modelled(test_x, "test", hparams["binarize"])
+    seen = unit(as_modelled(test_x, "test", hparams["binarize"]))
     stats = dimension_stats(*encode_all(model, seen))
     write_csv(PLOTS / "posterior_variance.csv", [{key: row[key] for key in ("dim", "variance", "v", "mu2")}
                                                  for row in stats])

@@ -1,5 +1,5 @@
 """Stage normalize: data/raw/ (IDX) or data.path (a folder of images) -> data/normalized/
-{train,test}.pt (float32 [N, side²] in [0, 1]) and metrics/data.json, what was used and skipped."""
+{train,test}.pt (bytes [N, channels·side²], a quarter of float32's) and metrics/data.json, what was used and skipped."""
 
 import sys
 from pathlib import Path
@@ -8,7 +8,7 @@ from vaepipe.atomic import atomic_path, write_json
 from vaepipe.stage import require, run_stage
 from vaepipe.folder import read_folder
 from vaepipe.idx import read_split
-from vaepipe.layout import DIGITS, SPLITS, unit_floats
+from vaepipe.layout import DIGITS, SPLITS
 from vaepipe.outputs import CLASSES, DATA_REPORT, FILES_USED, NORMALIZED, RAW
 from vaepipe.tensorfile import write_arrays
 
@@ -16,8 +16,8 @@ from vaepipe.tensorfile import write_arrays
 def main(params):
     data = params.data
     if data.dataset == "folder":
-        folder = read_folder(Path(data.path), data.side, data.test_fraction)
-        splits = {name: (unit_floats(folder.images[name]), folder.labels[name]) for name in SPLITS}
+        folder = read_folder(Path(data.path), data.side, data.test_fraction, channels=data.channels)
+        splits = {name: (folder.images[name], folder.labels[name]) for name in SPLITS}
         classes, skipped = folder.classes, folder.skipped
     else:
         splits = {name: read_split(require(RAW, "download"), name) for name in SPLITS}

@@ -16,7 +16,7 @@ import torch
 
 from conftest import (FASHION, ROOT, refused_url, run_stage, set_params, stage_env, synthetic_digits,
                       write_dataset)
-from vaepipe.data import first_images, load_split
+from vaepipe.data import first_images, load_split, unit
 from vaepipe.errors import UserError
 from vaepipe.tensorfile import STORAGE_TYPES, read_tensors, write_arrays
 from vaepipe.download import DATASETS
@@ -186,7 +186,7 @@ def test_no_mirror_answering_gives_one_line(workdir):
     assert no_leftovers(workdir)
 
 
-def test_normalize_gives_exactly_bytes_over_255(tmp_path, workdir, serve):
+def test_normalize_keeps_the_bytes_and_unit_gives_exactly_bytes_over_255(tmp_path, workdir, serve):
     write_dataset(tmp_path / "mirror", train=300, test=70, seed=5)
     set_params(workdir, data__dataset="custom", data__mirror=str(tmp_path / "mirror"))
     assert run_stage("download", workdir).returncode == 0
@@ -195,9 +195,11 @@ def test_normalize_gives_exactly_bytes_over_255(tmp_path, workdir, serve):
     for split, n, seed in (("train", 300, 5), ("test", 70, 6)):
         saved = torch.load(workdir / f"data/normalized/{split}.pt", weights_only=True)
         images, labels = synthetic_digits(n, seed)
-        assert saved["images"].dtype == torch.float32 and saved["images"].shape == (n, 784)
-        expected = torch.from_numpy(images.reshape(n, 784).astype(np.float32)) / 255
-        assert torch.equal(saved["images"], expected)
+        assert saved["images"].dtype == torch.uint8 and saved["images"].shape == (n, 784)
+        assert torch.equal(saved["images"], torch.from_numpy(images.reshape(n, 784)))
+        # the floats the model sees: numpy's float32 division, as the splits held them before
+        expected = torch.from_numpy(images.reshape(n, 784).astype(np.float32) / np.float32(255))
+        assert torch.equal(unit(saved["images"]), expected) and unit(expected) is expected
         assert saved["labels"].dtype == torch.int64
         assert torch.equal(saved["labels"], torch.from_numpy(labels.astype(np.int64)))
     path = workdir / "data/normalized/train.pt"
@@ -236,7 +238,7 @@ def test_fashion_mnist_at_full_size_from_debians_package(workdir):
         saved = torch.load(workdir / f"data/normalized/{split}.pt", weights_only=True)
         images, labels = saved["images"], saved["labels"]
         assert images.shape == (n, 784) and labels.shape == (n,)
-        assert images.min() == 0 and images.max() == 1
+        assert images.dtype == torch.uint8 and images.min() == 0 and images.max() == 255
         assert torch.bincount(labels).tolist() == [n // 10] * 10
 
 

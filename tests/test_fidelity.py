@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, dvc, make_repo
-from vaepipe.explorer import flat
+from vaepipe.params import dotted
 from test_pipeline import STAGES, ran
 
 pytestmark = pytest.mark.e2e
@@ -54,7 +54,7 @@ def test_default_pipeline_on_full_mnist_lands_on_the_notebooks_numbers(mnist, tm
         {name: stage.get("params") for name, stage in made.items()}
     identical = []
     for name in ("train", "eval", "latent", "classifier"):
-        ours, theirs = (flat(json.loads((root / f"metrics/{name}.json").read_text())) for root in (repo, ROOT))
+        ours, theirs = (dotted(json.loads((root / f"metrics/{name}.json").read_text())) for root in (repo, ROOT))
         assert ours.keys() == theirs.keys()
         for key, value in ours.items():
             if isinstance(value, str):  # test.likelihood

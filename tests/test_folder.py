@@ -25,7 +25,6 @@ from conftest import BIN, dvc, git, make_repo, run_stage, serving, set_params, s
 from vaepipe.folder import (MAX_IMAGE_MEMORY, PARALLEL_FROM, WORKER_MEMORY, convert_all, image_memory, pool_workers,
                             read_folder)
 from vaepipe.idx import read_split
-from vaepipe.layout import unit_floats
 from vaepipe.markdown import escape
 from vaepipe.pngs import write_pngs
 from vaepipe.resources import available_memory
@@ -53,13 +52,13 @@ def report(workdir: Path) -> dict:
 
 
 def converted(workdir: Path, name: str) -> np.ndarray:
-    """The pixels (0-255) the normalize stage kept for file `name`."""
+    """The bytes the normalize stage kept for file `name`."""
     files = json.loads((workdir / "data/normalized/files.json").read_text())
     for split, rows in files.items():
         for i, row in enumerate(rows):
             if row["file"] == name:
                 images = torch.load(workdir / f"data/normalized/{split}.pt", weights_only=True)["images"]
-                return np.rint(images[i].numpy() * 255).astype(int)
+                return images[i].numpy().astype(int)  # the stored bytes
     raise AssertionError(f"{name} not among the files used: {files}")
 
 
@@ -276,9 +275,9 @@ def test_control_characters_in_names_are_escaped_in_every_message(workdir, tmp_p
 
 
 def _crowd(folder: Path) -> None:
-    """Twice the files memory holds at data.side 512 (checked before any is read): memory
+    """Twice the files memory holds at data.side 512, two bytes a pixel (checked before any is read): memory
     freed between this count and the stage's own check must not make them fit."""
-    count = 2 * (available_memory() // (512 * 512 * 9)) + 1
+    count = 2 * (available_memory() // (512 * 512 * 2)) + 1
     for k in ("a", "b"):
         (folder / k).mkdir(parents=True)
     for i in range(count):
@@ -327,7 +326,7 @@ def test_the_stage_converts_in_parallel_and_its_workers_exit(workdir, tmp_path):
     serial = read_folder(folder, 28, 0.1, workers=1)
     for split in ("train", "test"):
         saved = torch.load(workdir / f"data/normalized/{split}.pt", weights_only=True)["images"]
-        assert torch.equal(saved, torch.from_numpy(unit_floats(serial.images[split])))
+        assert torch.equal(saved, torch.from_numpy(serial.images[split].copy()))
 
 
 def test_a_seeded_split_by_class_and_given_splits(tmp_path):

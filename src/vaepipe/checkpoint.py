@@ -24,6 +24,7 @@ import torch
 
 from vaepipe.atomic import write_tensors
 from vaepipe.errors import UserError
+from vaepipe.params import dotted
 
 STORE = "VAEPIPE_CHECKPOINTS"
 FORMAT = 1  # bumped when the saved state's layout changes: an older file is then set aside
@@ -42,7 +43,7 @@ def run_key(params, data_files: list[Path], device: torch.device) -> str:
     project and the stage's script, the data files' bytes, the packages' versions and the
     kind of device."""
     digest = hashlib.sha256()
-    values = {key: value for key, value in _flat(dataclasses.asdict(params)).items() if key not in UNKEYED}
+    values = {key: value for key, value in dotted(dataclasses.asdict(params)).items() if key not in UNKEYED}
     digest.update(json.dumps(values, sort_keys=True).encode())
     package = Path(__file__).parent
     script = getattr(sys.modules["__main__"], "__file__", None)
@@ -53,15 +54,6 @@ def run_key(params, data_files: list[Path], device: torch.device) -> str:
     digest.update(f"\0torch {torch.__version__} numpy {np.__version__} {device.type}".encode())
     return digest.hexdigest()
 
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat |= _flat(value, f"{prefix}{key}.")
-        else:
-            flat[prefix + key] = value
-    return flat
 
 
 class Checkpoints:

@@ -11,7 +11,8 @@ from torch import nn
 from tqdm import tqdm
 
 from vaepipe.atomic import write_tensors
-from vaepipe.layout import SIDE, side_of
+from vaepipe.data import unit
+from vaepipe.layout import SIDE, image_shape, side_of
 from vaepipe.metrics import chunks, class_balance, frechet_distance
 from vaepipe.device import unreadable
 from vaepipe.resources import FLOAT
@@ -28,13 +29,13 @@ def grid_of(side: int) -> int:
 
 
 class Classifier(nn.Module):
-    def __init__(self, side: int = SIDE, classes: int = 10, grid: int | None = None):
+    def __init__(self, side: int = SIDE, classes: int = 10, grid: int | None = None, channels: int = 1):
         super().__init__()
         grid = grid or grid_of(side)
         # strided convolutions, not convolutions then max-pooling: on a CPU several times
         # faster to train and to score, at the same accuracy (docs/performance.md)
         self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 5, stride=2, padding=2), nn.ReLU(),       # 16 × 14 × 14 for MNIST
+            nn.Conv2d(channels, 16, 5, stride=2, padding=2), nn.ReLU(),       # 16 × 14 × 14 for MNIST
             nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),      # 32 × 7 × 7
             nn.Flatten(), nn.Linear(32 * grid * grid, FEATURES), nn.ReLU(),  # the scored features
         )
@@ -49,15 +50,16 @@ class Classifier(nn.Module):
 
 
 def as_images(x: torch.Tensor) -> torch.Tensor:
-    """Flat images [N, side²] as the convolutions take them, [N, 1, side, side]."""
-    side = side_of(x.shape[-1])
-    return x.view(-1, 1, side, side)
+    """Flat images [N, channels·side²] as the convolutions take them, [N, channels, side, side]."""
+    channels, side = image_shape(x.shape[-1])
+    return x.view(-1, channels, side, side)
 
 
 def train_classifier(options: ClassifierParams, train_x, train_y, classes: int, *, device: torch.device) -> Classifier:
     torch.manual_seed(options.seed)
     generator = torch.Generator().manual_seed(options.seed)
-    model = Classifier(side_of(train_x.shape[1]), classes).to(device)
+    channels, side = image_shape(train_x.shape[1])
+    model = Classifier(side, classes, channels=channels).to(device)
     optimizer = Adam(model.parameters(), lr=options.lr, fused=False)
     # the learning rate falls to 0 along a half cosine: 3 epochs reach what 5 did at a fixed rate
     rates = iter(cosine_rates(options.lr, options.epochs * math.ceil(len(train_x) / options.batch_size)))
@@ -68,7 +70,7 @@ def train_classifier(options: ClassifierParams, train_x, train_y, classes: int, 
         for start in tqdm(range(0, len(train_x), options.batch_size), desc=f"classifier epoch {epoch}",
                           unit="batch", leave=False, disable=None, file=sys.stderr):
             batch = order[start:start + options.batch_size]
-            loss = F.cross_entropy(model(train_x[batch]), train_y[batch])
+            loss = F.cross_entropy(model(unit(train_x[batch])), train_y[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.lr = next(rates)
@@ -80,7 +82,7 @@ def train_classifier(options: ClassifierParams, train_x, train_y, classes: int, 
 def features_and_predictions(model: Classifier, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Penultimate-layer features [N, FEATURES] and predicted classes [N]."""
     model.eval()
-    features = torch.cat([model.features(as_images(x[part])) for part in chunks(len(x))])
+    features = torch.cat([model.features(as_images(unit(x[part]))) for part in chunks(len(x))])
     return features, model.head(features).argmax(dim=1)
 
 
@@ -113,7 +115,8 @@ def load_classifier(path, device: torch.device | str = "cpu") -> Classifier | No
         if not state:
             return None
         grid = math.isqrt(state["features.5.weight"].shape[1] // 32)
-        model = Classifier(classes=state["head.weight"].shape[0], grid=grid).to(device)
+        model = Classifier(classes=state["head.weight"].shape[0], grid=grid,
+                           channels=state["features.0.weight"].shape[1]).to(device)
         model.load_state_dict(state)
     except Exception as error:  # noqa: BLE001 - any failure means the same to the user
         raise unreadable(path, error, "classifier") from None

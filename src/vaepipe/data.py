@@ -11,7 +11,8 @@ BINARIZE_ONCE_SEED = {"train": 2, "test": 3}
 
 
 def load_split(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """The images and labels the normalize stage saved (`tensorfile.write_arrays`)."""
+    """The images (bytes, [N, pixels]) and labels the normalize stage saved
+    (`tensorfile.write_arrays`)."""
     split = _mapped(path)
     return split["images"], split["labels"]
 
@@ -38,6 +39,12 @@ def split_shape(path: Path) -> tuple[int, int]:
     return images, pixels
 
 
+def unit(x: torch.Tensor) -> torch.Tensor:
+    """Stored bytes as the model's float32 in [0, 1], byte / 255 (floats pass as they are):
+    splits keep a byte a pixel, and each batch is converted where it is used."""
+    return x if x.is_floating_point() else x.to(torch.float32) / 255
+
+
 def binarize(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Every pixel drawn anew as Bernoulli(x): 1 with probability x, else 0 (mean x)."""
     u = torch.rand(x.shape, generator=generator, device=generator.device)
@@ -46,8 +53,10 @@ def binarize(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 def as_modelled(x: torch.Tensor, split: str, mode: str) -> torch.Tensor:
     """A split as the model sees it under `data.binarize`: the test set is binarized once
-    unless `none`; the training set once only when `static` (`dynamic` draws each batch)."""
+    unless `none`; the training set once only when `static` (`dynamic` draws each batch).
+    Bytes stay bytes (0 or 255 where binarized), floats floats."""
     if mode == "none" or (split == "train" and mode == "dynamic"):
         return x
     # drawn on the CPU whatever x's device: the same bits on a laptop and on a GPU box
-    return binarize(x, torch.Generator().manual_seed(BINARIZE_ONCE_SEED[split]))
+    drawn = binarize(unit(x), torch.Generator().manual_seed(BINARIZE_ONCE_SEED[split]))
+    return drawn if x.is_floating_point() else drawn.mul(255).to(torch.uint8)

@@ -20,7 +20,7 @@ import numpy as np
 
 from vaepipe.atomic import atomic_path
 from vaepipe.errors import UserError
-from vaepipe.layout import side_of
+from vaepipe.layout import image_shape
 
 PAGE = Path(__file__).parent / "page"  # index.html and explorer.js, copied as they are
 RUNTIME = Path("node_modules/onnxruntime-web/dist")  # `make install` puts it there (npm ci)
@@ -108,6 +108,15 @@ def checked_metadata(path: Path) -> dict[str, str]:
     return metadata
 
 
+def image_of(pixels: int) -> dict | None:
+    """run.json's channels and side of the model's images; None when `pixels` is no image."""
+    try:
+        channels, side = image_shape(pixels)
+    except ValueError:
+        return None
+    return {"channels": channels, "side": side}
+
+
 def build(out: Path, *, encoder: Path, decoder: Path, test_x, mu: np.ndarray, projection_csv: Path,
           kl_csv: Path, mixture: dict, params: dict, metrics: dict, classes: list[str]) -> None:
     """Write the page and its data to `out`, atomically: the notes' MLP with its weights for
@@ -121,11 +130,11 @@ def build(out: Path, *, encoder: Path, decoder: Path, test_x, mu: np.ndarray, pr
     d = int(meta["d"])
     if (len(enc) < 4 or len(enc) % 2 or len(dec) != len(enc) or not chained(enc) or not chained(dec)
             or dec[0].shape[1] != d or enc[-2].shape[0] != 2 * d or mu.shape[1] != d
-            or enc[0].shape[1] != dec[-2].shape[0] or side_of(dec[-2].shape[0]) ** 2 != dec[-2].shape[0]):
+            or enc[0].shape[1] != dec[-2].shape[0] or image_of(dec[-2].shape[0]) is None):
         raise UserError(f"{encoder.parent}: the ONNX files do not hold this pipeline's model of d = {d}; "
                         "run `dvc repro export --force`")
     run = {"likelihood": meta["likelihood"], "variational": meta["variational"] == "True",
-           "activation": meta.get("activation", "relu"), "side": side_of(len(dec[-1])),
+           "activation": meta.get("activation", "relu"), **image_of(len(dec[-1])),
            "layers": {"encoder": [list(layer.shape) for layer in enc], "decoder": [list(layer.shape) for layer in dec]}}
     write_page(out, run, {"weights.bin": b"".join(layer.tobytes() for layer in enc + dec)}, d=d, test_x=test_x, mu=mu,
                projection_csv=projection_csv, kl_csv=kl_csv, mixture=mixture, params=params, metrics=metrics,
@@ -136,14 +145,14 @@ def build_with_runtime(out: Path, *, encoder: Path, decoder: Path, **page) -> No
     """Any architecture: its two ONNX files run in the page by onnxruntime-web."""
     meta = checked_metadata(decoder)
     d, pixels = int(meta["d"]), int(meta["pixels"])
-    if checked_metadata(encoder) != meta or page["mu"].shape[1] != d or side_of(pixels) ** 2 != pixels:
+    if checked_metadata(encoder) != meta or page["mu"].shape[1] != d or image_of(pixels) is None:
         raise UserError(f"{encoder.parent}: the ONNX files do not hold this pipeline's model of d = {d}; "
                         "run `dvc repro export --force`")
     missing = [name for name in RUNTIME_FILES if not (RUNTIME / name).is_file()]
     if missing:
         raise UserError(f"{RUNTIME / missing[0]} not found: the explorer runs a {meta['arch']} model with "
                         "onnxruntime-web from npm; run `make install` (it needs npm) and `dvc repro explore`")
-    run = {"likelihood": meta["likelihood"], "variational": meta["variational"] == "True", "side": side_of(pixels),
+    run = {"likelihood": meta["likelihood"], "variational": meta["variational"] == "True", **image_of(pixels),
            "runtime": "onnxruntime-web"}
     files = {name: (RUNTIME / name).read_bytes() for name in RUNTIME_FILES}
     files |= {"encoder.onnx": Path(encoder).read_bytes(), "decoder.onnx": Path(decoder).read_bytes()}
@@ -154,7 +163,7 @@ def write_page(out: Path, run: dict, files: dict[str, bytes], *, d: int, test_x,
                kl_csv: Path, mixture: dict, params: dict, metrics: dict, classes: list[str]) -> None:
     where = map_points(projection_csv, mu)
     points = len(where["xy"])
-    images = np.rint(test_x[:points] * 255).astype(np.uint8)
+    images = np.asarray(test_x[:points], dtype=np.uint8)  # the stored bytes
     run = run | {"d": d, "params": params, "metrics": metrics, "dims": dimensions(kl_csv, mu), "map": where,
                  "points": points, "mixture": mixture, "classes": classes}
     with atomic_path(out, directory=True) as tmp:
@@ -173,13 +182,3 @@ def read_json(path: Path) -> dict:
     except (OSError, ValueError) as error:
         raise UserError(f"{path}: cannot be read ({error.__class__.__name__}); run `dvc repro`") from None
 
-
-def flat(tree: dict, prefix: str = "") -> dict:
-    """{"test": {"loss": 1}} → {"test.loss": 1}: how dvc names params and metrics."""
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(flat(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out

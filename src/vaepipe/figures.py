@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from vaepipe.atomic import atomic_path  # noqa: E402
-from vaepipe.layout import SIDE, side_of  # noqa: E402
+from vaepipe.layout import SIDE, image_shape  # noqa: E402
 from vaepipe.network import Footprint  # noqa: E402
 from vaepipe.resources import FLOAT
 from vaepipe.errors import UserError
@@ -49,29 +49,31 @@ def sample_columns(samples: int) -> int:
 
 
 def tile(images, cols: int) -> np.ndarray:
-    """Images [N, side²] in [0, 1] (an array, or a CPU tensor without gradient) as one
-    upscaled grid, row by row, on a mid-grey ground. Free of PyTorch, like all of this
-    module: the project stage draws without importing it."""
-    rows, side = math.ceil(len(images) / cols), side_of(images.shape[-1])
+    """Images [N, channels·side²] in [0, 1] (an array, or a CPU tensor without gradient) as
+    one upscaled grid, row by row, on a mid-grey ground: [height, width] for grey images,
+    [height, width, 3] for colour. Free of PyTorch, like all of this module: the project
+    stage draws without importing it."""
+    rows, (channels, side) = math.ceil(len(images) / cols), image_shape(images.shape[-1])
     height, width = grid_size(rows, cols, side)
     cell = side * SCALE
-    canvas = np.full((height, width), 0.35, dtype=np.float32)
-    digits = np.clip(np.asarray(images, dtype=np.float32), 0, 1).reshape(-1, side, side)
-    for i, digit in enumerate(digits):
+    canvas = np.full((height, width, channels), 0.35, dtype=np.float32)
+    digits = np.clip(np.asarray(images, dtype=np.float32), 0, 1).reshape(-1, channels, side, side)
+    for i, digit in enumerate(digits.transpose(0, 2, 3, 1)):  # planes to pixels of `channels` values
         r, c = divmod(i, cols)
         top, left = GAP + r * (cell + GAP), GAP + c * (cell + GAP)
-        canvas[top:top + cell, left:left + cell] = np.kron(digit, np.ones((SCALE, SCALE)))
-    return canvas
+        canvas[top:top + cell, left:left + cell] = np.kron(digit, np.ones((SCALE, SCALE, 1)))
+    return canvas[..., 0] if channels == 1 else canvas
 
 
 def save_digit_figure(path, grid: np.ndarray, title: str, row_names: list[str] | None = None) -> None:
     """A digit grid at 1:1 pixels under a title, its rows named at the left when given.
 
     The text is drawn by matplotlib; the grid's pixels are then written into the drawn
-    canvas as the gray colormap colours them. imshow would draw the same pixels, but only
-    after resampling a float copy of the whole grid, the largest allocation of its stage.
+    canvas as the gray colormap colours them (a colour grid's channels each the same way).
+    imshow would draw the same pixels, but only after resampling a float copy of the whole
+    grid, the largest allocation of its stage.
     """
-    height, width = grid.shape
+    height, width = grid.shape[:2]
     left = LABEL_BAND if row_names else 0  # figure_size gives the whole figure's size
     with plt.rc_context(STYLE):
         fig = plt.figure(figsize=((width + left) / DPI, (height + TITLE_BAND) / DPI), dpi=DPI)
@@ -83,8 +85,10 @@ def save_digit_figure(path, grid: np.ndarray, title: str, row_names: list[str] |
                      name, ha="right", va="center", parse_math=False)
         fig.canvas.draw()
         canvas = np.asarray(fig.canvas.buffer_rgba())
-        drawn = ~np.isnan(grid)  # NaN cells are blank: the figure's background shows
-        canvas[TITLE_BAND:, left:][drawn] = GREY[np.minimum(grid[drawn] * len(GREY), len(GREY) - 1).astype(int)]
+        drawn = ~np.isnan(grid if grid.ndim == 2 else grid[..., 0])  # NaN cells are blank: the background shows
+        levels = np.minimum(grid[drawn] * len(GREY), len(GREY) - 1).astype(int)  # [0, 1] → ⌊256·x⌋
+        canvas[TITLE_BAND:, left:][drawn] = GREY[levels] if grid.ndim == 2 else np.append(
+            GREY[levels, 0], np.full((len(levels), 1), 255, np.uint8), axis=1)
         with atomic_path(path) as tmp:
             matplotlib.image.imsave(tmp, canvas, format="png", dpi=DPI, metadata={"Software": None})
         plt.close(fig)

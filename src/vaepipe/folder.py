@@ -2,11 +2,13 @@
 
 Layout: `train/` and `test/` if both are there, else one folder split by `data.test_fraction`;
 in each, one sub-folder per class (labels from the sorted folder names) or the images
-directly (unlabelled). Every file Pillow reads becomes `side` × `side` grey bytes:
+directly (unlabelled). Every file Pillow reads becomes `side` × `side` bytes, grey or, with
+`data.channels: 3`, colour (the red plane, then green, then blue):
 
 - the first frame of an animation; EXIF orientation applied;
-- transparency composited onto black (MNIST's background); palette, CMYK and colour images
-  to grey by ITU-R 601 luma (Pillow's "L"); 16-bit images scaled from 0–65535;
+- transparency composited onto black (MNIST's background); for grey, palette, CMYK and
+  colour images by ITU-R 601 luma (Pillow's "L"); for colour, every mode as Pillow's "RGB"
+  (a grey image's three planes equal); 16-bit images scaled from 0–65535;
 - the largest centred square cropped, then resized with a Lanczos filter (an image already
   `side` × `side` is used as it is, byte for byte).
 
@@ -57,7 +59,7 @@ class Entry:
     path: bytes  # as the file system spells it
     name: str  # relative to data.path, printable
     label: int  # -1 when unlabelled
-    pixels: bytes | None = None  # side × side bytes once converted; None for a file skipped
+    pixels: bytes | None = None  # channels × side × side bytes once converted; None for a file skipped
     sha256: str = ""  # of the file's bytes
     nbytes: int = 0  # the file's size
 
@@ -163,14 +165,15 @@ def scan(root: Path) -> tuple[dict[str, list[Entry]] | list[Entry], list[str], l
     return (found if split_given else found["all"]), names, skipped
 
 
-def image_memory(width: int, height: int, mode: str, transparent: bool) -> int:
-    """About what converting one image to grey holds at its peak, from its header alone:
-    Pillow's decoded pixels (1 byte for "1", "L", "P"; 2 for 16-bit; 4 for every other mode,
-    RGB included) and the conversion's copies (the array it is read into, the grey bytes;
-    three RGBA images when transparency is composited onto black). Measured: a 16-bit
-    7000 × 7000 PNG grows the process by 244 MB against 280 MB here."""
+def image_memory(width: int, height: int, mode: str, transparent: bool, channels: int = 1) -> int:
+    """About what converting one image to `channels` bytes a pixel holds at its peak, from
+    its header alone: Pillow's decoded pixels (1 byte for "1", "L", "P"; 2 for 16-bit; 4 for
+    every other mode, RGB included) and the conversion's copies (the array it is read into,
+    the converted bytes, and for colour their planes; three RGBA images when transparency
+    is composited onto black). Measured: a 16-bit 7000 × 7000 PNG grows the process by
+    244 MB against 280 MB here."""
     stored = 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
-    working = 3 * 4 + 1 if transparent else stored + 2
+    working = (3 * 4 if transparent else stored + 1) + channels * (1 if channels == 1 or transparent else 2)
     return width * height * (stored + working)
 
 
@@ -194,23 +197,26 @@ def _transparent(image) -> bool:
     return "A" in image.mode or "transparency" in image.info
 
 
-def _to_grey(image):
-    """Any Pillow image as 8-bit grey ("L"), as the module's docstring says."""
+def _to_bytes(image, channels: int):
+    """Any Pillow image as 8-bit grey ("L") or colour ("RGB"), as the module's docstring says."""
     from PIL import Image
 
+    mode = "L" if channels == 1 else "RGB"
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         return Image.fromarray(_by_rows(np.asarray(image), lambda rows: (
-            np.clip(rows.astype(np.int64), 0, 65535) * 255 + 32767) // 65535), "L")
+            np.clip(rows.astype(np.int64), 0, 65535) * 255 + 32767) // 65535), "L").convert(mode)
     if image.mode == "F":
-        return Image.fromarray(_by_rows(np.asarray(image), lambda rows: np.clip(np.rint(rows), 0, 255)), "L")
+        return Image.fromarray(_by_rows(np.asarray(image), lambda rows: np.clip(np.rint(rows), 0, 255)),
+                               "L").convert(mode)
     if _transparent(image):
         rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba).convert("L")
-    return image.convert("L")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba).convert(mode)
+    return image.convert(mode)
 
 
-def convert(path: bytes, side: int) -> tuple[bytes | None, str, int]:
-    """One file: (side² grey bytes, its SHA-256, its size), or (None, why not, size)."""
+def convert(path: bytes, side: int, channels: int = 1) -> tuple[bytes | None, str, int]:
+    """One file: (its channels · side² bytes, plane by plane, its SHA-256, its size), or
+    (None, why not, size)."""
     from PIL import Image, ImageOps
 
     Image.MAX_IMAGE_PIXELS = None  # Pillow's own guard, replaced by the check below that names the size
@@ -237,25 +243,26 @@ def convert(path: bytes, side: int) -> tuple[bytes | None, str, int]:
             if width * height > MAX_PIXELS:
                 return None, (f"claims {width} × {height} pixels, more than the {MAX_PIXELS} allowed "
                               "(a decompression bomb?)"), len(data)
-            needs = image_memory(width, height, image.mode, _transparent(image))
+            needs = image_memory(width, height, image.mode, _transparent(image), channels)
             if needs > MAX_IMAGE_MEMORY:
                 return None, (f"{width} × {height} pixels in mode {image.mode} need about {needs >> 20} MB to convert, "
                               f"more than the {MAX_IMAGE_MEMORY >> 20} MB allowed an image"), len(data)
-            grey = _to_grey(ImageOps.exif_transpose(image))  # exif_transpose loads the first frame
+            converted = _to_bytes(ImageOps.exif_transpose(image), channels)  # loads the first frame
     except Image.UnidentifiedImageError:
         return None, f"not an image in a format read here ({', '.join(FORMATS)})", len(data)
     except Exception as error:  # noqa: BLE001 - a damaged file fails in many ways inside a decoder
         return None, f"damaged ({str(error)[:80] or type(error).__name__})", len(data)
-    width, height = grey.size
+    width, height = converted.size
     edge = min(width, height)
     box = ((width - edge) // 2, (height - edge) // 2, (width - edge) // 2 + edge, (height - edge) // 2 + edge)
-    square = grey.crop(box)  # cropped first: resize's box would let the filter reach past the crop
+    square = converted.crop(box)  # cropped first: resize's box would let the filter reach past the crop
     if square.size != (side, side):
         square = square.resize((side, side), Image.Resampling.LANCZOS)
-    return np.asarray(square, dtype=np.uint8).tobytes(), digest, len(data)
+    pixels = np.asarray(square, dtype=np.uint8)
+    return (pixels if channels == 1 else pixels.transpose(2, 0, 1)).tobytes(), digest, len(data)
 
 
-def _convert_one(job: tuple[bytes, int]):
+def _convert_one(job: tuple[bytes, int, int]):
     return convert(*job)
 
 
@@ -266,10 +273,11 @@ def _worker_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def convert_all(paths: list[bytes], side: int, workers: int | None = None) -> list[tuple[bytes | None, str, int]]:
+def convert_all(paths: list[bytes], side: int, workers: int | None = None,
+                channels: int = 1) -> list[tuple[bytes | None, str, int]]:
     """`convert` over every file, in order; across the cores when there are enough files."""
     workers = workers or pool_workers(available_cores(), available_memory())
-    jobs = [(path, side) for path in paths]
+    jobs = [(path, side, channels) for path in paths]
     progress = dict(total=len(jobs), desc="converting images", unit="image", disable=None, file=sys.stderr)
     if workers == 1 or len(jobs) < PARALLEL_FROM:
         return [convert(*job) for job in tqdm(jobs, **progress)]
@@ -309,18 +317,19 @@ def _order(entry: Entry) -> tuple:
     return os.path.basename(entry.path), entry.label, entry.path
 
 
-def read_folder(root: Path, side: int, test_fraction: float, *, workers: int | None = None) -> Folder:
+def read_folder(root: Path, side: int, test_fraction: float, *, channels: int = 1,
+                workers: int | None = None) -> Folder:
     """The folder as a data set; DataError (exit 2) when it cannot make one."""
     found, classes, skipped = scan(root)
     every = [e for part in found.values() for e in part] if isinstance(found, dict) else found
     if not every:
         raise DataError(f"data.path: {root} holds no files (hidden ones are passed over); "
                         "put images in it, directly or in one folder per class")
-    need, limit = len(every) * side * side * (1 + 4 + 4), available_memory()  # bytes, then floats twice
+    need, limit = len(every) * channels * side * side * 2, available_memory()  # each image's bytes, then the split's
     if need > limit:
         raise DataError(f"data.path: {len(every)} files at data.side {side} need about {size(need)}, more than "
                         f"the {size(limit)} of memory available; lower data.side or use fewer images")
-    results = convert_all([entry.path for entry in every], side, workers)
+    results = convert_all([entry.path for entry in every], side, workers, channels)
     usable: list[Entry] = []
     for entry, (pixels, note, nbytes) in zip(every, results):
         if pixels is None:
@@ -344,7 +353,7 @@ def read_folder(root: Path, side: int, test_fraction: float, *, workers: int | N
             raise DataError(f"data.path: the {split} split has no usable image; add some"
                             + ("" if isinstance(found, dict) else " or raise data.test_fraction"))
         folder.images[split] = np.frombuffer(b"".join(e.pixels for e in entries),
-                                             dtype=np.uint8).reshape(len(entries), side * side)
+                                             dtype=np.uint8).reshape(len(entries), channels * side * side)
         folder.labels[split] = np.array([e.label for e in entries], dtype=np.int64)
         folder.files[split] = [{"file": e.name, "bytes": e.nbytes, "sha256": e.sha256, "label": e.label}
                                for e in entries]

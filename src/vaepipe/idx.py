@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from vaepipe.atomic import atomic_path
-from vaepipe.layout import SIDE, SPLITS, unit_floats
+from vaepipe.layout import SIDE, SPLITS
 from vaepipe.errors import UserError
 from vaepipe.resources import available_memory, size
 
@@ -37,7 +37,7 @@ def _header(stream, path: Path, magic: int, dims: int) -> tuple[int, ...]:
     if dims == 3 and shape[1:] != (SIDE, SIDE):
         raise UserError(f"{path}: images are {shape[1]}x{shape[2]}, expected {SIDE}x{SIDE}")
     promised = math.prod(shape)
-    if promised > available_memory() // 8:  # read_split holds the bytes and 4-byte floats
+    if promised > available_memory() // 2:  # read_split holds the bytes, and normalize writes them
         raise UserError(f"{path}: its header claims {shape[0]} {'images' if dims == 3 else 'labels'} "
                         f"({size(promised)}), far more than this machine can hold; not a usable data set")
     return shape
@@ -87,7 +87,7 @@ def write_idx(path: Path, array: np.ndarray) -> None:
 
 
 def read_split(raw_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images as float32 [N, 784] = bytes / 255, labels as int64 [N]."""
+    """Images as bytes [N, 784], labels as int64 [N]."""
     images_name, labels_name = SPLITS[split]
     images = read_idx(raw_dir / images_name, IMAGE_MAGIC, 3)
     labels = read_idx(raw_dir / labels_name, LABEL_MAGIC, 1)
@@ -96,4 +96,4 @@ def read_split(raw_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
                         "the two files must come from the same data set")
     if len(labels) and labels.max() > 9:
         raise UserError(f"{raw_dir / labels_name}: label {labels.max()} is out of range 0-9")
-    return unit_floats(images), labels.astype(np.int64)
+    return images.reshape(len(images), -1), labels.astype(np.int64)

@@ -1,6 +1,6 @@
-"""What a data set is on disk: four IDX files, a training and a test split, 28 × 28 images
-(a folder of images may have another side); each pixel a byte, which the pipeline reads as
-byte / 255.
+"""What a data set is on disk: four IDX files, a training and a test split, 28 × 28 grey
+images (a folder of images may have another side, and colour); each pixel a byte, stored as a byte in the
+normalized splits and read as byte / 255 a batch at a time (`data.unit`).
 
 Free of PyTorch, like the rest of what the download stage imports: fetching and checking
 the files costs no torch import, the largest part of a stage's start-up.
@@ -9,8 +9,6 @@ the files costs no torch import, the largest part of a stage's start-up.
 import json
 import math
 from pathlib import Path
-
-import numpy as np
 
 SPLITS = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
           "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
@@ -27,11 +25,18 @@ def class_names(path: Path) -> list[str]:
     return json.loads(path.read_text()) if path.exists() else DIGITS
 
 
+def image_shape(pixels: int) -> tuple[int, int]:
+    """(channels, side) of a flat image of `pixels` values: side² grey, or 3·side² colour,
+    the red plane, then green, then blue (no count is both: √3 is irrational). ValueError
+    for any other count."""
+    for channels in (1, 3):
+        side = math.isqrt(pixels // channels)
+        if pixels % channels == 0 and side * side * channels == pixels and side:
+            return channels, side
+    raise ValueError(f"{pixels} values are neither a square grey image nor a square colour one")
+
+
 def side_of(pixels: int) -> int:
-    """The side of a square image of `pixels` pixels."""
-    return math.isqrt(pixels)
+    """The side of a square image of `pixels` values, grey or colour."""
+    return image_shape(pixels)[1]
 
-
-def unit_floats(images: np.ndarray) -> np.ndarray:
-    """Bytes as float32 in [0, 1], [N, side²]."""
-    return images.reshape(len(images), -1).astype(np.float32) / np.float32(255)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from vaepipe.data import unit
 from vaepipe.loss import TERMS, kl_per_dim, reconstruction, vae_loss
 from vaepipe.network import Footprint
 from vaepipe.resources import FLOAT
@@ -28,13 +29,14 @@ def chunks(n: int, size: int = IMAGES_PER_PASS):
 @torch.no_grad()
 def score(model, x: torch.Tensor, *, beta: float, likelihood: str
           ) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
-    """Mean loss terms per image with z = μ, and every image's μ and log σ²."""
+    """Mean loss terms per image with z = μ, and every image's μ and log σ² (`x` bytes or floats)."""
     model.eval()
     totals = torch.zeros(len(TERMS), device=x.device)
     mus, logvars = [], []
     for part in chunks(len(x)):
-        mu, logvar = model.encode(x[part])
-        terms = vae_loss(model.decode_logits(mu), x[part], mu, logvar, beta=beta, likelihood=likelihood)
+        images = unit(x[part])
+        mu, logvar = model.encode(images)
+        terms = vae_loss(model.decode_logits(mu), images, mu, logvar, beta=beta, likelihood=likelihood)
         totals += torch.stack([terms[name] for name in TERMS])
         mus.append(mu)
         logvars.append(logvar)
@@ -45,7 +47,7 @@ def score(model, x: torch.Tensor, *, beta: float, likelihood: str
 def encode_all(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Every image's μ and log σ², a chunk at a time."""
     model.eval()
-    codes = [model.encode(x[part]) for part in chunks(len(x))]
+    codes = [model.encode(unit(x[part])) for part in chunks(len(x))]
     return torch.cat([mu for mu, _ in codes]), torch.cat([logvar for _, logvar in codes])
 
 

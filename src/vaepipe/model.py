@@ -5,7 +5,6 @@ The classic AE is the same network without sampling: its code h is μ.
 
 from __future__ import annotations
 
-import math
 import pickle
 
 import torch
@@ -15,7 +14,7 @@ from vaepipe.architectures import ACTIVATIONS, ARCHITECTURES
 from vaepipe.atomic import write_tensors
 from vaepipe.device import unreadable
 from vaepipe.errors import UserError
-from vaepipe.layout import PIXELS
+from vaepipe.layout import PIXELS, image_shape
 from vaepipe.loss import CONTINUOUS_BERNOULLI, decoded_mean
 from vaepipe.network import Footprint, hidden_widths, mlp_footprint
 from vaepipe.params import LIKELIHOODS, MAX_WIDTH, shown
@@ -30,17 +29,15 @@ class VAE(nn.Module):
                  arch: str = "mlp"):
         super().__init__()
         self.d = d
-        self.pixels = pixels  # side², from the data: 784 for MNIST
+        self.pixels = pixels  # channels·side², from the data: 784 for MNIST
         self.variational = variational
         self.likelihood = likelihood  # what the decoder's output parameterises: see `decode`
         self.activation = activation
         self.arch = arch  # vaepipe.architectures: what builds the two networks
         if arch not in ARCHITECTURES:
             raise ValueError(f"arch: {shown(arch)} is not an architecture; there are {', '.join(ARCHITECTURES)}")
-        side = math.isqrt(pixels)
-        if side * side != pixels:
-            raise ValueError(f"{pixels} pixels are not a square image")
-        encoder, decoder, self.hidden = ARCHITECTURES[arch](d, 1, side, hidden, activation)
+        self.channels, side = image_shape(pixels)
+        encoder, decoder, self.hidden = ARCHITECTURES[arch](d, self.channels, side, hidden, activation)
         self.encoder = nn.Sequential(*encoder)
         self.decoder = nn.Sequential(*decoder, nn.Sigmoid())
 

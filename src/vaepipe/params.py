@@ -27,6 +27,18 @@ MAX_WIDTH = 1 << 16  # units in one hidden layer
 MAX_IW_SAMPLES = 100_000  # papers use k ≤ 5000; far beyond, the bound would run for days
 
 
+def dotted(tree: dict, prefix: str = "") -> dict:
+    """Nested params or metrics by the names dvc gives them: {"train": {"lr": 1e-3}} ->
+    {"train.lr": 1e-3}."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat |= dotted(value, f"{prefix}{key}.")
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
 class ParamsLoader(yaml.SafeLoader):
     """YAML as a user means it: `1e-3` is a number (YAML 1.2; PyYAML's 1.1 reads a string),
     and a key written twice is an error instead of the last one silently winning."""
@@ -82,6 +94,7 @@ class DataParams:
     path: str  # dataset folder: the folder of images (a dependency of the normalize stage)
     side: int = number(minimum=4, maximum=512)  # dataset folder: images become side × side
     test_fraction: float = number(above=0, maximum=0.9)  # dataset folder without train/ and test/
+    channels: int = one_of(1, 3)  # dataset folder: 1 grey, 3 colour (RGB)
 
 
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "discretized", "gaussian")
@@ -194,6 +207,9 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
                           "set it to a URL or folder holding the four IDX .gz files")
     if params.data.dataset == "folder" and not params.data.path.strip():
         raise ParamsError("data.path: dataset 'folder' needs the folder of your images; set data.path to it")
+    if params.data.channels == 3 and params.data.dataset != "folder":
+        raise ParamsError(f"data.channels: 3 (colour) is for a folder of images; {params.data.dataset} "
+                          "is grey: set data.channels to 1, or data.dataset to folder")
     _check_data_path(params.data.path, path.parent)
     return params
 

@@ -17,6 +17,7 @@ from vaepipe.errors import UserError
 if TYPE_CHECKING:  # torch is imported only to ask a GPU: the download stage runs without it
     import torch
 
+BYTE = 1  # a stored pixel
 FLOAT = 4  # bytes per float32
 GB = 1 << 30
 

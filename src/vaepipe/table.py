@@ -18,21 +18,14 @@ import pandas as pd
 
 from vaepipe.dvcjson import dvc_json
 from vaepipe.errors import UserError
+from vaepipe.params import dotted
 
 METRICS = ["test.kl", "test.recon", "test.loss", "test.iw_nll", "test.active_units", "samples.fd", "samples_gmm.fd"]
 
 
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """Nested params or metrics as dotted keys: {"train": {"lr": 1e-3}} -> {"train.lr": 1e-3};
-    a list becomes its text, so that it compares and sorts."""
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = str(value) if isinstance(value, list) else value
-    return flat
+def flatten(tree: dict) -> dict:
+    """Nested params or metrics as dotted keys, a list as its text so that it compares and sorts."""
+    return {key: str(value) if isinstance(value, list) else value for key, value in dotted(tree).items()}
 
 
 def read_run(entry: dict) -> tuple[dict, dict] | None:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from vaepipe.atomic import write_csv, write_json
 from vaepipe.backprop import loss_and_gradients
 from vaepipe.checkpoint import Checkpoints
-from vaepipe.data import as_modelled, binarize
+from vaepipe.data import as_modelled, binarize, unit
 from vaepipe.device import pick_device
 from vaepipe.errors import UserError
 from vaepipe.loss import TERMS, vae_loss
@@ -23,7 +23,7 @@ from vaepipe.metrics import IMAGES_PER_PASS, score
 from vaepipe.model import VAE
 from vaepipe.network import Footprint
 from vaepipe.optim import Adam
-from vaepipe.resources import FLOAT
+from vaepipe.resources import BYTE, FLOAT
 from vaepipe.snapshots import kept_epochs
 
 PROGRESS_UPDATES = 10  # running-loss refreshes per epoch: each one is a host sync on a GPU
@@ -117,7 +117,7 @@ def train_epoch(model: VAE, optimizer, x: torch.Tensor, *, epoch: int, batch_siz
     with tqdm(total=len(starts), desc=f"epoch {epoch}", unit="batch", leave=False,
               disable=None if progress else True, file=sys.stderr) as bar:
         for i, start in enumerate(starts):
-            batch = x.index_select(0, order[start:start + batch_size])  # twice x[…]'s speed
+            batch = unit(x.index_select(0, order[start:start + batch_size]))  # twice x[…]'s speed
             if pixels is not None:
                 batch = binarize(batch, pixels)
             terms = loss_and_gradients(model, batch, beta=beta, likelihood=likelihood)
@@ -147,7 +147,7 @@ def untrained_terms(model: VAE, x: torch.Tensor, *, beta: float, likelihood: str
     model.train()
     totals = torch.zeros(len(TERMS), device=x.device)
     for start in range(0, len(x), batch_size):
-        batch = x[start:start + batch_size]
+        batch = unit(x[start:start + batch_size])
         if pixels is not None:
             batch = binarize(batch, pixels)
         terms = batch_loss(model, batch, beta=beta, likelihood=likelihood)
@@ -284,11 +284,11 @@ def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool =
 
 def training_needs(network: Footprint, d: int, batch_size: int, epochs: int, n_train: int, n_test: int,
                    pixels: int) -> dict[str, float]:
-    """Train: the data; the model with its gradient and Adam's two moments; one batch's
+    """Train: the data (a byte a pixel); the model with its gradient and Adam's two moments; one batch's
     values forward and backward; the test set scored in chunks; the test codes of the
     epochs kept, and every epoch's row of the history (a Python dict, about ROW_BYTES)."""
     per_image = 2 * network.forward  # forward + gradients
-    return {"data.dataset": (n_train + n_test) * pixels * FLOAT,
+    return {"data.dataset": (n_train + n_test) * pixels * BYTE,
             "d": 4 * network.parameters * FLOAT + min(n_test, IMAGES_PER_PASS) * per_image * FLOAT,
-            "train.batch_size": min(batch_size, n_train) * per_image * FLOAT,
+            "train.batch_size": min(batch_size, n_train) * (per_image + pixels) * FLOAT,
             "epochs": len(kept_epochs(epochs)) * n_test * 2 * d * FLOAT + (epochs + 1) * ROW_BYTES}

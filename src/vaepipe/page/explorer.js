@@ -5,7 +5,7 @@
 // anywhere else. window.explorer is what the tests drive.
 "use strict";
 (() => {
-  let SIDE, PIXELS;  // the images' side (run.json): 28 for MNIST
+  let SIDE, CHANNELS, PLANE, PIXELS;  // the images' side and channels (run.json): 28 and 1 for MNIST
   const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
   const colorOf = (label) => (label < 0 ? "#555" : COLORS[label % COLORS.length]);  // −1: unlabelled
   const ex = (window.explorer = { ready: null, z: null, drawn: null, drawnMu: null });
@@ -64,12 +64,12 @@
   }
   const then = (value, use) => (value instanceof Promise ? value.then(use) : use(value));
 
-  // --- drawing digits: one grey value per pixel, as 0…255
+  // --- drawing images: grey, or colour as the red plane, then green, then blue; as 0…255
   function paint(canvas, pixels, x0 = 0, y0 = 0) {
     const ctx = canvas.getContext("2d"), img = ctx.createImageData(SIDE, SIDE);
-    for (let i = 0; i < PIXELS; i++) {
-      const v = Math.round(Math.min(1, Math.max(0, pixels[i])) * 255);
-      img.data[4 * i] = img.data[4 * i + 1] = img.data[4 * i + 2] = v;
+    for (let i = 0; i < PLANE; i++) {
+      for (let c = 0; c < 3; c++)
+        img.data[4 * i + c] = Math.round(Math.min(1, Math.max(0, pixels[(CHANNELS === 1 ? 0 : c) * PLANE + i])) * 255);
       img.data[4 * i + 3] = 255;
     }
     ctx.putImageData(img, x0, y0);
@@ -194,10 +194,36 @@
       drawMap(ex.nearest);
       $("drawnNote").textContent = run.classes.length ? `nearest test means: labels ${ex.nearest.map((i) => run.classes[run.map.labels[i]]).join(", ")}` : "";
     });
+    if (CHANNELS > 1) return setUpPicture(canvas, encodeDrawn);
     canvas.addEventListener("pointerdown", (event) => { down = true; canvas.setPointerCapture(event.pointerId); brush(event); });
     canvas.addEventListener("pointermove", (event) => { if (down) brush(event); });
     canvas.addEventListener("pointerup", () => { if (down) { down = false; encodeDrawn(); } });
     $("clear").addEventListener("click", () => { ex.drawn.fill(0); paint(canvas, ex.drawn); drawMap(); });
+    paint(canvas, ex.drawn);
+  }
+
+  // colour: a picture chosen or dropped instead of a stroke, its centred square scaled to
+  // side × side in the page, encoded, its reconstruction shown and its neighbours marked
+  function setUpPicture(canvas, encodeDrawn) {
+    $("drawTitle").textContent = "Encode a picture";
+    $("pictureRow").hidden = false;
+    $("clear").hidden = true;
+    ex.usePicture = async (blob) => {
+      const bitmap = await createImageBitmap(blob), edge = Math.min(bitmap.width, bitmap.height);
+      const small = Object.assign(document.createElement("canvas"), { width: SIDE, height: SIDE }).getContext("2d");
+      small.drawImage(bitmap, (bitmap.width - edge) / 2, (bitmap.height - edge) / 2, edge, edge, 0, 0, SIDE, SIDE);
+      const rgba = small.getImageData(0, 0, SIDE, SIDE).data;
+      for (let i = 0; i < PLANE; i++) for (let c = 0; c < 3; c++) ex.drawn[c * PLANE + i] = rgba[4 * i + c] / 255;
+      paint(canvas, ex.drawn);
+      await encodeDrawn();
+      await then(ex.decode(ex.drawnMu), (pixels) => { ex.drawnRecon = pixels; paint($("drawnRecon"), pixels); });
+    };
+    $("picture").addEventListener("change", () => { if ($("picture").files.length) ex.usePicture($("picture").files[0]); });
+    canvas.addEventListener("dragover", (event) => event.preventDefault());
+    canvas.addEventListener("drop", (event) => {
+      event.preventDefault();
+      if (event.dataTransfer.files.length) ex.usePicture(event.dataTransfer.files[0]);
+    });
     paint(canvas, ex.drawn);
   }
 
@@ -271,9 +297,10 @@
       }
     }
     ex.run = run;
-    [SIDE, PIXELS] = [run.side, run.side * run.side];
+    [SIDE, CHANNELS] = [run.side, run.channels];
+    [PLANE, PIXELS] = [SIDE * SIDE, CHANNELS * SIDE * SIDE];
     ex.drawn = new Float64Array(PIXELS);
-    for (const [id, cols, rows] of [["out", 1, 1], ["picked", 1, 1], ["pickedRecon", 1, 1], ["draw", 1, 1], ["samples", 4, 2], ["morph", 10, 1]])
+    for (const [id, cols, rows] of [["out", 1, 1], ["picked", 1, 1], ["pickedRecon", 1, 1], ["draw", 1, 1], ["drawnRecon", 1, 1], ["samples", 4, 2], ["morph", 10, 1]])
       [$(id).width, $(id).height] = [cols * SIDE, rows * SIDE];
     describeRun();
     buildSliders();
