@@ -28,7 +28,7 @@ def timed(folder: Path, workers: int) -> float:
     start = time.perf_counter()
     data = read_folder(folder, 28, 0.1, workers=workers)
     seconds = time.perf_counter() - start
-    assert sum(len(x) for x in data.images.values()) > 0
+    assert sum(len(rows) for rows in data.rows.values()) > 0
     return seconds
 
 

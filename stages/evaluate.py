@@ -5,7 +5,7 @@ import torch
 from vaepipe.atomic import write_csv, write_json
 from vaepipe.classifier import load_classifier, sample_quality, scoring_needs
 from vaepipe.stage import require, run_stage
-from vaepipe.data import as_modelled, load_split, split_length, unit
+from vaepipe.data import as_modelled, load_split, split_length
 from vaepipe.metrics import bound_needs, test_report
 from vaepipe.model import footprint, load_model
 from vaepipe.outputs import CLASSIFIER, METRICS, MODEL, PLOTS, normalized
@@ -22,7 +22,7 @@ def main(params):
                | scoring_needs(params.evaluate.fd_samples, hparams["d"], split_length(test_path)), device)
     test_x = load_split(test_path)[0].to(device)
     generator = torch.Generator(device).manual_seed(params.seed)
-    report, kl = test_report(model, hparams, unit(as_modelled(test_x, "test", hparams["binarize"])),
+    report, kl = test_report(model, hparams, as_modelled(test_x, "test", hparams["binarize"]),
                              generator=generator,
                              elbo_samples=params.evaluate.elbo_samples,
                              iw_samples=params.evaluate.iw_samples)

@@ -1,7 +1,7 @@
 """Stage generate: plots/samples.png, plots/reconstructions.png and plots/morph.png."""
 
 from vaepipe.stage import require, run_stage
-from vaepipe.data import as_modelled, load_split, unit
+from vaepipe.data import as_modelled, load_split
 from vaepipe.layout import class_names
 from vaepipe.generation import generate_figures, generate_needs
 from vaepipe.model import footprint, load_model
@@ -13,7 +13,7 @@ def main(params):
     model, hparams = load_model(require(MODEL, "train"))
     check_fits(generate_needs(footprint(model), params.generate, model.pixels))
     test_x, test_labels = load_split(require(normalized("test"), "normalize"))
-    seen = unit(as_modelled(test_x, "test", hparams["binarize"]))
+    seen = as_modelled(test_x, "test", hparams["binarize"])
     generate_figures(model, seen, test_labels, class_names(CLASSES), params.generate, params.seed, PLOTS)
 
 

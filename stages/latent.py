@@ -24,14 +24,14 @@ def main(params):
     check_fits(latent_needs(footprint(model), model.d, options, split_length(train_path), model.pixels)
                | scoring_needs(params.evaluate.fd_samples, model.d, split_length(test_path)))
     test_x = load_split(test_path)[0]
-    seen = unit(as_modelled(test_x, "test", hparams["binarize"]))
+    seen = as_modelled(test_x, "test", hparams["binarize"])
     stats = dimension_stats(*encode_all(model, seen))
     write_csv(PLOTS / "posterior_variance.csv", [{key: row[key] for key in ("dim", "variance", "v", "mu2")}
                                                  for row in stats])
     save_kl_figure(PLOTS / "kl_variance.png", stats)
 
     rows = by_kl(stats, options.traversal_dims)
-    images = traversal_images(model, seen[:options.traversal_images], [row["dim"] for row in rows],
+    images = traversal_images(model, unit(seen[:options.traversal_images]), [row["dim"] for row in rows],
                               options.traversal_steps)
     save_traversal_figure(PLOTS / "traversals.png", images, rows)
     top = sorted(row["dim"] for row in by_kl(stats, 2)) if model.d >= 2 else [0, 0]

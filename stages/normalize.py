@@ -17,7 +17,7 @@ def main(params):
     data = params.data
     if data.dataset == "folder":
         folder = read_folder(Path(data.path), data.side, data.test_fraction, channels=data.channels)
-        splits = {name: (folder.images[name], folder.labels[name]) for name in SPLITS}
+        splits = {name: (folder.images(name), folder.labels[name]) for name in SPLITS}  # read as written
         classes, skipped = folder.classes, folder.skipped
     else:
         splits = {name: read_split(require(RAW, "download"), name) for name in SPLITS}
@@ -26,7 +26,7 @@ def main(params):
         for name, (images, labels) in splits.items():
             # read by `data.load_split`; written without PyTorch, whose import this stage skips
             write_arrays(tmp / f"{name}.pt", {"images": images, "labels": labels})
-            print(f"{name}: {len(images)} images", flush=True)
+            print(f"{name}: {len(labels)} images", flush=True)
         if folder is not None:
             write_json(tmp / CLASSES.name, classes)
             write_json(tmp / FILES_USED.name, folder.files)

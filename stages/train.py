@@ -3,7 +3,7 @@ a run stopped midway resumes from its last checkpoint (`vaepipe.checkpoint`)."""
 
 from vaepipe.checkpoint import Checkpoints, run_key
 from vaepipe.stage import require, run_stage
-from vaepipe.data import load_split, split_length, split_shape
+from vaepipe.data import load_split, split_length, split_shape, training_images
 from vaepipe.errors import Interrupted
 from vaepipe.model import built, footprint, save_model
 from vaepipe.outputs import METRICS, MODEL, PLOTS, SNAPSHOTS, normalized
@@ -22,8 +22,9 @@ def main(params):
     check_fits(training_needs(network, params.d, params.train.batch_size, params.epochs, n_train, n_test, pixels),
                device)
     checkpoints = Checkpoints(run_key(params, [train_path, test_path], device), params.train.checkpoint_every)
-    train_x, _ = load_split(train_path)
-    test_x, test_labels = load_split(test_path)
+    binarized = params.data.binarize
+    train_x = training_images(train_path, device, drawn_once=binarized == "static")
+    test_x, test_labels = training_images(test_path, device, drawn_once=binarized != "none"), load_split(test_path)[1]
     live = LiveCurves(PLOTS / "training.csv", METRICS / "train.json")
     try:
         model, history = fit(params, train_x, test_x, on_epoch=live, checkpoints=checkpoints)

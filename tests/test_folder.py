@@ -12,6 +12,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -27,7 +28,6 @@ from vaepipe.folder import (MAX_IMAGE_MEMORY, PARALLEL_FROM, WORKER_MEMORY, conv
 from vaepipe.idx import read_split
 from vaepipe.markdown import escape
 from vaepipe.pngs import write_pngs
-from vaepipe.resources import available_memory
 
 
 def grey_png(path: Path, value: int, size=(28, 28)) -> None:
@@ -275,9 +275,10 @@ def test_control_characters_in_names_are_escaped_in_every_message(workdir, tmp_p
 
 
 def _crowd(folder: Path) -> None:
-    """Twice the files memory holds at data.side 512, two bytes a pixel (checked before any is read): memory
-    freed between this count and the stage's own check must not make them fit."""
-    count = 2 * (available_memory() // (512 * 512 * 2)) + 1
+    """Twice the files the disk holds at data.side 512, two bytes a pixel (the spill, then the
+    splits; checked before any is read): space freed between this count and the stage's own
+    check must not make them fit."""
+    count = 2 * (shutil.disk_usage(tempfile.gettempdir()).free // (512 * 512 * 2)) + 1
     for k in ("a", "b"):
         (folder / k).mkdir(parents=True)
     for i in range(count):
@@ -326,7 +327,7 @@ def test_the_stage_converts_in_parallel_and_its_workers_exit(workdir, tmp_path):
     serial = read_folder(folder, 28, 0.1, workers=1)
     for split in ("train", "test"):
         saved = torch.load(workdir / f"data/normalized/{split}.pt", weights_only=True)["images"]
-        assert torch.equal(saved, torch.from_numpy(serial.images[split].copy()))
+        assert torch.equal(saved, torch.from_numpy(serial.array(split).copy()))
 
 
 def test_a_seeded_split_by_class_and_given_splits(tmp_path):
@@ -335,7 +336,7 @@ def test_a_seeded_split_by_class_and_given_splits(tmp_path):
         for i in range(20):
             grey_png(folder / k / f"{i:02d}.png", i)
     first, again = read_folder(folder, 28, 0.25), read_folder(folder, 28, 0.25)
-    assert first.files == again.files and all(np.array_equal(first.images[s], again.images[s]) for s in first.images)
+    assert first.files == again.files and all(np.array_equal(first.array(s), again.array(s)) for s in first.rows)
     tested = np.bincount(first.labels["test"]).tolist()
     assert len(tested) == 3 and all(1 <= count <= 10 for count in tested) and 9 <= sum(tested) <= 21
     sides = {row["file"]: split for split, rows in first.files.items() for row in rows}
@@ -350,7 +351,7 @@ def test_a_seeded_split_by_class_and_given_splits(tmp_path):
             grey_png(given / split / f"{i}.png", i)  # unlabelled
     data = read_folder(given, 16, 0.5)
     assert data.classes == [] and (data.labels["train"] == -1).all()
-    assert [len(data.images[s]) for s in ("train", "test")] == [4, 2] and data.images["test"].shape[1] == 256
+    assert [len(data.array(s)) for s in ("train", "test")] == [4, 2] and data.array("test").shape[1] == 256
 
 
 def test_the_whole_mnist_as_pngs_gives_the_idx_tensors_exactly(mnist, tmp_path, workdir):

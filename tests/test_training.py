@@ -213,3 +213,33 @@ def test_a_gpu_is_chosen_with_deterministic_convolutions_and_a_missing_one_is_na
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the choice alone: no GPU work follows
     assert pick_device("auto") == torch.device("cuda")
     assert torch.backends.cudnn.deterministic
+
+
+def test_a_split_read_a_batch_at_a_time_trains_the_same_bits_as_one_held_whole(tmp_path):
+    """StoredImages (a split over RESIDENT_BYTES, read by rows from its file) answers the
+    loop's indexing with the rows themselves, and an epoch and its scoring over it take
+    exactly the bits of the same split held in memory."""
+    from vaepipe.data import StoredImages, load_split, unit
+    from vaepipe.metrics import score
+    from vaepipe.tensorfile import write_arrays
+
+    images, labels = synthetic_digits(700, seed=3)
+    path = tmp_path / "train.pt"
+    write_arrays(path, {"images": images.reshape(700, 784), "labels": labels.astype("int64")})
+    held, stored = load_split(path)[0], StoredImages(path)
+    rows = torch.tensor([5, 699, 0, 5, 321])
+    assert torch.equal(stored.index_select(0, rows), held.index_select(0, rows))
+    assert torch.equal(stored[640:710], held[640:710]) and torch.equal(stored[3:3], held[3:3])
+    assert len(stored) == 700 and not stored.is_floating_point()
+    states = []
+    for x in (held, stored):
+        torch.manual_seed(0)
+        model = VAE(d=8)
+        optimizer = make_optimizer(model, 1e-3)
+        terms = train_epoch(model, optimizer, x, epoch=1, batch_size=64, beta=1.0, likelihood="bernoulli",
+                            generator=torch.Generator().manual_seed(1), progress=False)
+        states.append((terms, score(model, x, beta=1.0, likelihood="bernoulli")[0], model.state_dict()))
+    (terms_a, scored_a, state_a), (terms_b, scored_b, state_b) = states
+    assert terms_a == terms_b and scored_a == scored_b
+    assert all(torch.equal(state_a[name], state_b[name]) for name in state_a)
+    assert torch.equal(unit(held[:2]), torch.from_numpy(images[:2].reshape(2, 784)).float() / 255)

@@ -13,7 +13,8 @@ from tqdm import tqdm
 from vaepipe.atomic import write_tensors
 from vaepipe.data import unit
 from vaepipe.layout import SIDE, image_shape, side_of
-from vaepipe.metrics import chunks, class_balance, frechet_distance
+from vaepipe.metrics import chunks, class_balance, frechet_distance, images_per_pass
+from vaepipe.model import footprint
 from vaepipe.device import unreadable
 from vaepipe.resources import FLOAT
 from vaepipe.optim import Adam, cosine_rates
@@ -91,7 +92,8 @@ def sample_quality(classifier: Classifier, model, test_x: torch.Tensor, z: torch
     or any sampler's) and of the test images; `class_balance`: how evenly the decodings
     spread over the classes."""
     with torch.no_grad():  # decoded a chunk at a time: only the features are kept
-        parts = [features_and_predictions(classifier, model.decode(z[part])) for part in chunks(len(z))]
+        parts = [features_and_predictions(classifier, model.decode(z[part]))
+                 for part in chunks(len(z), images_per_pass(footprint(model)))]
     sample_features, predicted = (torch.cat(kept) for kept in zip(*parts))
     test_features, _ = features_and_predictions(classifier, test_x)
     return {"fd": frechet_distance(sample_features.cpu().numpy(), test_features.cpu().numpy()),

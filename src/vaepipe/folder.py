@@ -23,7 +23,9 @@ over. A name that is not UTF-8, or holds control characters, is used, and writte
 \\x escapes.
 
 Images are ordered by file name (then class), so files named by index keep their order.
-Free of PyTorch: Pillow and NumPy only, converted in parallel across the cores.
+Free of PyTorch: Pillow and NumPy only, converted in parallel across the cores. The
+converted bytes go to a file as they come (`Folder.spill`), never all held in memory: a
+folder of 200 000 colour pictures at side 64 is 2.5 GB of them.
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ import hashlib
 import io
 import multiprocessing
 import os
+import shutil
 import signal
 import stat
 import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +48,7 @@ from tqdm import tqdm
 
 from vaepipe.errors import DataError, printable as printable_text
 from vaepipe.resources import available_cores, available_memory, size
+from vaepipe.tensorfile import Rows
 
 MAX_PIXELS = 50_000_000  # a 50-megapixel photo; a 30 000 × 30 000 claim is a bomb
 MAX_IMAGE_MEMORY = 512 << 20  # what converting one image may hold (image_memory), in each worker
@@ -59,21 +65,43 @@ class Entry:
     path: bytes  # as the file system spells it
     name: str  # relative to data.path, printable
     label: int  # -1 when unlabelled
-    pixels: bytes | None = None  # channels × side × side bytes once converted; None for a file skipped
+    row: int = -1  # where its channels × side × side bytes lie in the spill; -1 for a file skipped
     sha256: str = ""  # of the file's bytes
     nbytes: int = 0  # the file's size
 
 
+ROWS_A_CHUNK = 1024  # images read back from the spill at a time
+
+
 @dataclass
 class Folder:
-    """What the folder yields: per split, uint8 images [N, side²], int64 labels, the files
-    used (name, size, SHA-256, label); the class names ([] when unlabelled); the skipped."""
+    """What the folder yields: per split, the images' rows in the spill (read as bytes
+    [N, channels·side²] with `images` or `array`), int64 labels, the files used (name, size,
+    SHA-256, label); the class names ([] when unlabelled); the skipped."""
 
-    images: dict[str, np.ndarray] = field(default_factory=dict)
+    spill: object = None  # a temporary file: every converted image's bytes, one row each
+    row_bytes: int = 0
+    rows: dict[str, np.ndarray] = field(default_factory=dict)
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     files: dict[str, list[dict]] = field(default_factory=dict)
     classes: list[str] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
+
+    def images(self, split: str) -> Rows:
+        """The split's images as `Rows`, read from the spill a chunk at a time."""
+        rows = self.rows[split]
+
+        def chunks() -> Iterator[bytes]:
+            descriptor = self.spill.fileno()
+            for start in range(0, len(rows), ROWS_A_CHUNK):
+                yield b"".join(os.pread(descriptor, self.row_bytes, int(row) * self.row_bytes)
+                               for row in rows[start:start + ROWS_A_CHUNK])
+        return Rows((len(rows), self.row_bytes), np.dtype(np.uint8), chunks())
+
+    def array(self, split: str) -> np.ndarray:
+        """The split's images as one array (small folders, tests)."""
+        stored = self.images(split)
+        return np.frombuffer(b"".join(stored.chunks), dtype=np.uint8).reshape(stored.shape)
 
 
 def printable(raw: bytes) -> str:
@@ -274,19 +302,20 @@ def _worker_signals() -> None:
 
 
 def convert_all(paths: list[bytes], side: int, workers: int | None = None,
-                channels: int = 1) -> list[tuple[bytes | None, str, int]]:
-    """`convert` over every file, in order; across the cores when there are enough files."""
+                channels: int = 1) -> Iterator[tuple[bytes | None, str, int]]:
+    """`convert` over every file, yielded in order as each is done; across the cores when
+    there are enough files."""
     workers = workers or pool_workers(available_cores(), available_memory())
     jobs = [(path, side, channels) for path in paths]
     progress = dict(total=len(jobs), desc="converting images", unit="image", disable=None, file=sys.stderr)
     if workers == 1 or len(jobs) < PARALLEL_FROM:
-        return [convert(*job) for job in tqdm(jobs, **progress)]
+        yield from (convert(*job) for job in tqdm(jobs, **progress))
+        return
     pool = multiprocessing.get_context("fork").Pool(workers, initializer=_worker_signals)  # no torch here
     try:
-        results = list(tqdm(pool.imap(_convert_one, jobs, chunksize=256), **progress))
+        yield from tqdm(pool.imap(_convert_one, jobs, chunksize=256), **progress)
         pool.close()  # the workers finish and exit; none is started again
         pool.join()
-        return results
     finally:
         pool.terminate()
 
@@ -319,24 +348,29 @@ def _order(entry: Entry) -> tuple:
 
 def read_folder(root: Path, side: int, test_fraction: float, *, channels: int = 1,
                 workers: int | None = None) -> Folder:
-    """The folder as a data set; DataError (exit 2) when it cannot make one."""
+    """The folder as a data set, its images spilled to a temporary file; DataError (exit 2)
+    when it cannot make one."""
     found, classes, skipped = scan(root)
     every = [e for part in found.values() for e in part] if isinstance(found, dict) else found
     if not every:
         raise DataError(f"data.path: {root} holds no files (hidden ones are passed over); "
                         "put images in it, directly or in one folder per class")
-    need, limit = len(every) * channels * side * side * 2, available_memory()  # each image's bytes, then the split's
-    if need > limit:
-        raise DataError(f"data.path: {len(every)} files at data.side {side} need about {size(need)}, more than "
-                        f"the {size(limit)} of memory available; lower data.side or use fewer images")
-    results = convert_all([entry.path for entry in every], side, workers, channels)
+    row_bytes, spill_folder = channels * side * side, tempfile.gettempdir()
+    need, limit = len(every) * row_bytes, shutil.disk_usage(spill_folder).free
+    if 2 * need > limit:  # the spill, then the splits written from it
+        raise DataError(f"data.path: {len(every)} files at data.side {side} need about {size(2 * need)} of disk, "
+                        f"more than the {size(limit)} free in {spill_folder}; lower data.side or use fewer images")
+    spill = tempfile.TemporaryFile(dir=spill_folder)  # gone when closed, or when the stage ends however it ends
     usable: list[Entry] = []
-    for entry, (pixels, note, nbytes) in zip(every, results):
+    for entry, (pixels, note, nbytes) in zip(every, convert_all([entry.path for entry in every], side, workers,
+                                                                channels)):
         if pixels is None:
             skipped.append({"file": entry.name, "reason": note})
         else:
-            entry.pixels, entry.sha256, entry.nbytes = pixels, note, nbytes
+            spill.write(pixels)
+            entry.row, entry.sha256, entry.nbytes = len(usable), note, nbytes
             usable.append(entry)
+    spill.flush()
     present = {entry.label for entry in usable}
     for label, name in enumerate(classes):
         if label not in present:
@@ -344,16 +378,15 @@ def read_folder(root: Path, side: int, test_fraction: float, *, channels: int = 
     if not usable:
         raise DataError(f"data.path: none of the {len(every)} files in {root} is a usable image "
                         f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
-    splits = ({split: [e for e in part if e.pixels is not None] for split, part in found.items()}
+    splits = ({split: [e for e in part if e.row >= 0] for split, part in found.items()}
               if isinstance(found, dict) else split_by_fraction(usable, test_fraction, os.fsencode(root)))
-    folder = Folder(classes=classes, skipped=sorted(skipped, key=lambda row: row["file"]))
+    folder = Folder(spill, row_bytes, classes=classes, skipped=sorted(skipped, key=lambda row: row["file"]))
     for split in ("train", "test"):
         entries = sorted(splits[split], key=_order)
         if not entries:
             raise DataError(f"data.path: the {split} split has no usable image; add some"
                             + ("" if isinstance(found, dict) else " or raise data.test_fraction"))
-        folder.images[split] = np.frombuffer(b"".join(e.pixels for e in entries),
-                                             dtype=np.uint8).reshape(len(entries), channels * side * side)
+        folder.rows[split] = np.array([e.row for e in entries], dtype=np.int64)
         folder.labels[split] = np.array([e.label for e in entries], dtype=np.int64)
         folder.files[split] = [{"file": e.name, "bytes": e.nbytes, "sha256": e.sha256, "label": e.label}
                                for e in entries]

@@ -7,6 +7,7 @@ import math
 
 import torch
 
+from vaepipe.data import unit
 from vaepipe.errors import UserError
 from vaepipe.layout import side_of
 from vaepipe.figures import digit_figure_needs, figure_size, sample_columns, save_digit_figure, tile
@@ -66,7 +67,7 @@ def generate_figures(model, test_x: torch.Tensor, test_labels: torch.Tensor, cla
 
     n = options.reconstructions
     with torch.no_grad():
-        originals = test_x[:n].to(device)
+        originals = unit(test_x[:n]).to(device)
         reconstructions = model.eval().decode(model.encode(originals)[0])
     save_digit_figure(folder / "reconstructions.png", tile(torch.cat([originals, reconstructions]).cpu(), n),
                       "Test images (top) and their reconstructions from z = μ (bottom)",
@@ -74,7 +75,7 @@ def generate_figures(model, test_x: torch.Tensor, test_labels: torch.Tensor, cla
 
     m = options.morph
     (i, j), title = morph_ends(test_labels, classes, m.start, m.end)
-    latent, pixels = morph(model, test_x[i].to(device), test_x[j].to(device), m.steps)
+    latent, pixels = morph(model, unit(test_x[i]).to(device), unit(test_x[j]).to(device), m.steps)
     save_digit_figure(folder / "morph.png", tile(torch.cat([latent, pixels]).cpu(), m.steps), title,
                       ["latent path", "pixel blend"])
 

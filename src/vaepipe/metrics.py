@@ -15,15 +15,24 @@ import torch
 
 from vaepipe.data import unit
 from vaepipe.loss import TERMS, kl_per_dim, reconstruction, vae_loss
+from vaepipe.model import footprint
 from vaepipe.network import Footprint
 from vaepipe.resources import FLOAT
 
 IMAGES_PER_PASS = 2000  # images per forward pass when scoring: bounds memory, not results
+PASS_BYTES = 256 << 20  # and fewer where one pass's values would take more than this
 ACTIVE_THRESHOLD = 0.01  # Burda et al.'s threshold on Cov_x(E_q[z_u])
 
 
 def chunks(n: int, size: int = IMAGES_PER_PASS):
     return (slice(start, min(n, start + size)) for start in range(0, n, size))
+
+
+def images_per_pass(network: Footprint) -> int:
+    """Images (or decodings) a scoring pass takes: IMAGES_PER_PASS, or fewer when the values
+    the network makes for one image would pass PASS_BYTES at that many (the notes' MLP
+    makes 13 KB of them, 2000 a pass; the conv network at side 64 in colour 2.4 MB, 113 a pass)."""
+    return max(1, min(IMAGES_PER_PASS, PASS_BYTES // (network.forward * FLOAT)))
 
 
 @torch.no_grad()
@@ -33,7 +42,7 @@ def score(model, x: torch.Tensor, *, beta: float, likelihood: str
     model.eval()
     totals = torch.zeros(len(TERMS), device=x.device)
     mus, logvars = [], []
-    for part in chunks(len(x)):
+    for part in chunks(len(x), images_per_pass(footprint(model))):
         images = unit(x[part])
         mu, logvar = model.encode(images)
         terms = vae_loss(model.decode_logits(mu), images, mu, logvar, beta=beta, likelihood=likelihood)
@@ -47,7 +56,7 @@ def score(model, x: torch.Tensor, *, beta: float, likelihood: str
 def encode_all(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Every image's μ and log σ², a chunk at a time."""
     model.eval()
-    codes = [model.encode(unit(x[part])) for part in chunks(len(x))]
+    codes = [model.encode(unit(x[part])) for part in chunks(len(x), images_per_pass(footprint(model)))]
     return torch.cat([mu for mu, _ in codes]), torch.cat([logvar for _, logvar in codes])
 
 
@@ -74,21 +83,22 @@ def decoder_log_likelihood(model, *likelihoods: str) -> Callable:
     return log_likelihood
 
 
-def draw_passes(n: int, k: int):
-    """(images, draws) per pass for k posterior draws of each of n images, about IMAGES_PER_PASS
+def draw_passes(n: int, k: int, per_pass: int = IMAGES_PER_PASS):
+    """(images, draws) per pass for k posterior draws of each of n images, about `per_pass`
     decodings a pass: k = 100 takes 20 images at once, k = 5000 one image in 3 passes."""
-    draws = min(k, IMAGES_PER_PASS)
-    for part in chunks(n, max(1, IMAGES_PER_PASS // k)):
+    draws = min(k, per_pass)
+    for part in chunks(n, max(1, per_pass // k)):
         yield part, [min(draws, k - done) for done in range(0, k, draws)]
 
 
 @torch.no_grad()
 def neg_elbo(log_likelihood: Callable, x, mu, logvar, samples: int,
-             generator: torch.Generator | None = None) -> float:
+             generator: torch.Generator | None = None, per_pass: int = IMAGES_PER_PASS) -> float:
     """−ELBO with β = 1 per image: E_q[−log p(x|z)] over `samples` draws + KL (closed form)."""
     total = 0.0
-    for part, passes in draw_passes(len(x), samples):
-        recon = -sum(log_likelihood(x[part], sample_posterior(mu[part], logvar[part], draws, generator)
+    for part, passes in draw_passes(len(x), samples, per_pass):
+        images = unit(x[part])
+        recon = -sum(log_likelihood(images, sample_posterior(mu[part], logvar[part], draws, generator)
                                     ).sum(0) for draws in passes) / samples
         total += (recon + kl_per_dim(mu[part], logvar[part]).sum(-1)).sum().item()
     return total / len(x)
@@ -96,7 +106,7 @@ def neg_elbo(log_likelihood: Callable, x, mu, logvar, samples: int,
 
 @torch.no_grad()
 def iw_nll(log_likelihood: Callable, x, mu, logvar, k: int,
-           generator: torch.Generator | None = None) -> float | list[float]:
+           generator: torch.Generator | None = None, per_pass: int = IMAGES_PER_PASS) -> float | list[float]:
     """−log p(x) bounded by −log (1/k) Σᵢ p(x|zᵢ) p(zᵢ) / q(zᵢ|x), zᵢ ~ q(z|x), per image.
 
     Burda et al. (2016): with k = 1 this is the negative ELBO; it tightens as k grows.
@@ -105,11 +115,11 @@ def iw_nll(log_likelihood: Callable, x, mu, logvar, k: int,
     """
     totals = None
     zeros = torch.zeros_like(mu[:1])
-    for part, passes in draw_passes(len(x), k):
-        sums = []
+    for part, passes in draw_passes(len(x), k, per_pass):
+        sums, images = [], unit(x[part])
         for draws in passes:
             z = sample_posterior(mu[part], logvar[part], draws, generator)
-            log_w = log_likelihood(x[part], z) + log_normal(z, zeros, zeros) - log_normal(z, mu[part], logvar[part])
+            log_w = log_likelihood(images, z) + log_normal(z, zeros, zeros) - log_normal(z, mu[part], logvar[part])
             sums.append(torch.logsumexp(log_w, dim=-2))  # over the draws
         bound = (torch.logsumexp(torch.stack(sums), dim=0) - math.log(k)).sum(-1).reshape(-1).tolist()
         totals = [total - value for total, value in zip(totals or [0.0] * len(bound), bound)]  # in float64
@@ -162,22 +172,25 @@ DISCRETE_FROM = ("bernoulli", "continuous-bernoulli", "discretized")  # decoders
 def test_report(model, hparams: dict, x: torch.Tensor, *, elbo_samples: int, iw_samples: int,
                 generator: torch.Generator) -> tuple[dict[str, float | str], torch.Tensor]:
     """The test-set metrics of eval.json, and the mean KL of each latent dimension; `x` is
-    the test set as the model was trained to see it (binarized or not)."""
-    likelihood = hparams["likelihood"]
+    the test set as the model was trained to see it (binarized or not), bytes or floats."""
+    likelihood, per_pass = hparams["likelihood"], images_per_pass(footprint(model))
     report, mu, logvar = score(model, x, beta=hparams["beta"], likelihood=likelihood)
-    report["neg_elbo"] = neg_elbo(decoder_log_likelihood(model, likelihood), x, mu, logvar, elbo_samples, generator)
+    report["neg_elbo"] = neg_elbo(decoder_log_likelihood(model, likelihood), x, mu, logvar, elbo_samples, generator,
+                                  per_pass)
     # grey images as the 8-bit data they are: the decoder's logits read as the discretized
     # continuous Bernoulli, bounded from the same draws as iw_nll (no decoding twice)
     discrete = hparams["binarize"] == "none" and likelihood in DISCRETE_FROM
     if hparams["variational"]:  # the AE defines no posterior to weight samples by
         if discrete:
             report["iw_nll"], report["discrete_nll"] = iw_nll(
-                decoder_log_likelihood(model, likelihood, "discretized"), x, mu, logvar, iw_samples, generator)
+                decoder_log_likelihood(model, likelihood, "discretized"), x, mu, logvar, iw_samples, generator,
+                per_pass)
             report["bits_per_dim"] = report["discrete_nll"] / (x.shape[1] * math.log(2))
         else:
-            report["iw_nll"] = iw_nll(decoder_log_likelihood(model, likelihood), x, mu, logvar, iw_samples, generator)
-    report["mse"] = sum((x[part] - model.decode(mu[part])).pow(2).sum().item()
-                        for part in chunks(len(x))) / x.numel()
+            report["iw_nll"] = iw_nll(decoder_log_likelihood(model, likelihood), x, mu, logvar, iw_samples, generator,
+                                      per_pass)
+    report["mse"] = sum((unit(x[part]) - model.decode(mu[part])).pow(2).sum().item()
+                        for part in chunks(len(x), per_pass)) / x.numel()
     report["active_units"] = active_units(mu)
     report["likelihood"] = likelihood_meaning(likelihood, hparams["binarize"])
     return report, kl_per_dim(mu, logvar).mean(dim=0).cpu()
@@ -186,4 +199,4 @@ def test_report(model, hparams: dict, x: torch.Tensor, *, elbo_samples: int, iw_
 def bound_needs(network: Footprint) -> dict[str, float]:
     """The test metrics: the bound and the ELBO decode in passes of a fixed size whatever k
     is (the scoring of samples is `classifier.scoring_needs`)."""
-    return {"d": network.parameters * FLOAT + 3 * IMAGES_PER_PASS * network.decoding * FLOAT}
+    return {"d": network.parameters * FLOAT + 3 * images_per_pass(network) * network.decoding * FLOAT}

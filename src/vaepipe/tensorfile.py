@@ -19,6 +19,8 @@ import math
 import pickle
 import struct
 import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -98,28 +100,59 @@ def read_tensors(path: Path, stage: str) -> dict[str, np.ndarray]:
     return tensors
 
 
-def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+@dataclass(frozen=True)
+class Rows:
+    """An array of `shape` and `dtype` given as its bytes in C order, a chunk at a time:
+    what `write_arrays` writes without ever holding the whole array."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    chunks: Iterable[bytes]
+
+
+def write_arrays(path: Path, arrays: dict[str, np.ndarray | Rows]) -> None:
     """`arrays` saved as torch.save saves the same dict of tensors, in a zip archive of
-    stored entries under `archive/`: the same bytes for the same arrays. Written in place:
-    the caller writes it inside an atomic folder (`atomic.atomic_path`)."""
+    stored entries under `archive/`: the same bytes for the same arrays, given whole or as
+    `Rows`. Written in place: the caller writes it inside an atomic folder
+    (`atomic.atomic_path`)."""
     # little-endian (the archive says so) and in C order; a copy only where they are not
-    arrays = {name: array.astype(array.dtype.newbyteorder("<"), order="C", copy=False)
+    arrays = {name: array if isinstance(array, Rows) else array.astype(array.dtype.newbyteorder("<"), order="C",
+                                                                         copy=False)
               for name, array in arrays.items()}
-    entries = [("data.pkl", _pickled(arrays)), ("byteorder", b"little")]
-    entries += [(f"data/{key}", memoryview(array.reshape(-1)).cast("B")) for key, array in enumerate(arrays.values())]
-    entries.append(("version", b"3\n"))  # torch.save's format version
+    shapes = {name: (np.dtype(array.dtype), tuple(array.shape)) for name, array in arrays.items()}
+    entries = [("data.pkl", [_pickled(shapes)]), ("byteorder", [b"little"])]
+    entries += [(f"data/{key}", array.chunks if isinstance(array, Rows) else [memoryview(array.reshape(-1)).cast("B")])
+                for key, array in enumerate(arrays.values())]
+    entries.append(("version", [b"3\n"]))  # torch.save's format version
+    sizes = {f"data/{key}": math.prod(shape) * dtype.itemsize for key, (dtype, shape) in enumerate(shapes.values())}
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
-        for name, data in entries:
+        for name, chunks in entries:
             entry = zipfile.ZipInfo(f"archive/{name}")  # a fixed date (1980-01-01): equal arrays, equal bytes
             entry.create_system = 3  # as written on Unix, wherever it is
-            # the local header is 30 bytes, the name, then an extra field (4 bytes + padding)
-            start = archive.fp.tell() + 30 + len(entry.filename.encode()) + 4
+            chunks = list(chunks) if name not in sizes else chunks
+            entry.file_size = sizes[name] if name in sizes else sum(len(chunk) for chunk in chunks)
+            zip64 = entry.file_size * 1.05 > zipfile.ZIP64_LIMIT  # zipfile's own rule: 20 more header bytes
+            # the local header is 30 bytes, the name, then extra fields: padding (4 bytes + padding), zip64's
+            start = archive.fp.tell() + 30 + len(entry.filename.encode()) + 4 + 20 * zip64
             padding = -start % ALIGNMENT
             entry.extra = b"FB" + struct.pack("<H", padding) + b"Z" * padding  # torch's own padding field
-            archive.writestr(entry, data)
+            with archive.open(entry, "w", force_zip64=zip64) as stream:
+                written = sum(stream.write(chunk) for chunk in chunks)
+            if written != entry.file_size:
+                raise ValueError(f"{name}: {written} bytes given for an array of {entry.file_size}")
 
 
-def _pickled(arrays: dict[str, np.ndarray]) -> bytes:
+def storage_offset(path: Path, key: str) -> int:
+    """Where in the file the bytes of storage `key` begin (entries are stored, not compressed)."""
+    with zipfile.ZipFile(path) as archive:
+        entry = next(info for info in archive.infolist() if info.filename.endswith(f"/data/{key}"))
+        archive.fp.seek(entry.header_offset)
+        header = archive.fp.read(30)
+    name_length, extra_length = struct.unpack("<HH", header[26:30])
+    return entry.header_offset + 30 + name_length + extra_length
+
+
+def _pickled(shapes: dict[str, tuple[np.dtype, tuple[int, ...]]]) -> bytes:
     """data.pkl, in pickle protocol 2 as torch.save writes it: the dict, each array a call of
     `torch._utils._rebuild_tensor_v2` on storage number i (written by hand: `pickle` would
     import torch to find the functions it names)."""
@@ -140,11 +173,11 @@ def _pickled(arrays: dict[str, np.ndarray]) -> bytes:
         return function + tuple_of(*args) + pickle.REDUCE
 
     items = []
-    for key, (name, array) in enumerate(arrays.items()):
-        storage = tuple_of(text("storage"), named("torch", STORAGE_NAMES[array.dtype]), text(str(key)), text("cpu"),
-                           integer(array.size)) + pickle.BINPERSID
-        strides = (stride // array.itemsize for stride in array.strides)
+    for key, (name, (dtype, shape)) in enumerate(shapes.items()):
+        storage = tuple_of(text("storage"), named("torch", STORAGE_NAMES[dtype]), text(str(key)), text("cpu"),
+                           integer(math.prod(shape))) + pickle.BINPERSID
+        strides = [math.prod(shape[i + 1:]) for i in range(len(shape))]  # C order
         items.append(text(name) + call(named("torch._utils", "_rebuild_tensor_v2"), storage, integer(0),
-                                       tuple_of(*map(integer, array.shape)), tuple_of(*map(integer, strides)),
+                                       tuple_of(*map(integer, shape)), tuple_of(*map(integer, strides)),
                                        pickle.NEWFALSE, call(named("collections", "OrderedDict"))))
     return pickle.PROTO + b"\x02" + pickle.EMPTY_DICT + pickle.MARK + b"".join(items) + pickle.SETITEMS + pickle.STOP

@@ -15,11 +15,11 @@ from tqdm import tqdm
 from vaepipe.atomic import write_csv, write_json
 from vaepipe.backprop import loss_and_gradients
 from vaepipe.checkpoint import Checkpoints
-from vaepipe.data import as_modelled, binarize, unit
+from vaepipe.data import RESIDENT_BYTES, as_modelled, binarize, unit
 from vaepipe.device import pick_device
 from vaepipe.errors import UserError
 from vaepipe.loss import TERMS, vae_loss
-from vaepipe.metrics import IMAGES_PER_PASS, score
+from vaepipe.metrics import images_per_pass, score
 from vaepipe.model import VAE
 from vaepipe.network import Footprint
 from vaepipe.optim import Adam
@@ -284,11 +284,12 @@ def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool =
 
 def training_needs(network: Footprint, d: int, batch_size: int, epochs: int, n_train: int, n_test: int,
                    pixels: int) -> dict[str, float]:
-    """Train: the data (a byte a pixel); the model with its gradient and Adam's two moments; one batch's
+    """Train: the data held whole (a byte a pixel; a split over RESIDENT_BYTES is read a
+    batch at a time); the model with its gradient and Adam's two moments; one batch's
     values forward and backward; the test set scored in chunks; the test codes of the
     epochs kept, and every epoch's row of the history (a Python dict, about ROW_BYTES)."""
     per_image = 2 * network.forward  # forward + gradients
-    return {"data.dataset": (n_train + n_test) * pixels * BYTE,
-            "d": 4 * network.parameters * FLOAT + min(n_test, IMAGES_PER_PASS) * per_image * FLOAT,
+    return {"data.dataset": sum(n * pixels * BYTE for n in (n_train, n_test) if n * pixels * BYTE <= RESIDENT_BYTES),
+            "d": 4 * network.parameters * FLOAT + min(n_test, images_per_pass(network)) * per_image * FLOAT,
             "train.batch_size": min(batch_size, n_train) * (per_image + pixels) * FLOAT,
             "epochs": len(kept_epochs(epochs)) * n_test * 2 * d * FLOAT + (epochs + 1) * ROW_BYTES}
