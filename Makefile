@@ -40,6 +40,7 @@ bench: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/folder.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/checkpoint.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/conv_speed.py --images 10000
+	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/colour_scale.py  # CelebA's size: about an hour on 2 cores
 
 # a Markdown report of the workspace against $(BASE): review/report.md. BASE reaches the
 # command as an environment variable, quoted, never pasted into the shell's text.
