@@ -26,7 +26,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "src"))
-from conftest import CHROMIUM, FLAGS, find_mnist, serving  # noqa: E402
+from conftest import CHROMIUM, FLAGS, find_mnist, in_repo, serving  # noqa: E402
 from test_colour import SIDE, tinted  # noqa: E402
 from vaepipe.idx import read_split  # noqa: E402
 
@@ -39,11 +39,6 @@ def tinted_mnist(mnist: Path, folder: Path, counts: dict[str, int]) -> None:
             where = folder / split / str(label)
             where.mkdir(parents=True, exist_ok=True)
             Image.fromarray(picture).save(where / f"{i:05d}.png")
-
-
-def in_clone(folder: Path, code: str) -> str:
-    return subprocess.run([sys.executable, "-c", code], cwd=folder, env={"PYTHONPATH": str(folder / "src")},
-                          capture_output=True, text=True, check=True).stdout
 
 
 def screenshot(explorer: Path, picture: Path, out: Path) -> None:
@@ -84,7 +79,7 @@ def main() -> None:
         print(f"dvc repro: {time.perf_counter() - start:.0f} s")
         for name in ("eval", "classifier"):
             print(name, (folder / "metrics" / f"{name}.json").read_text().strip())
-        given, rebuilt = np.array(json.loads(in_clone(folder, """import json, torch
+        given, rebuilt = np.array(json.loads(in_repo(folder, """import json, torch
 from vaepipe.data import load_split, unit
 from vaepipe.model import load_model
 model, _ = load_model('models/model.pt')

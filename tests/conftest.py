@@ -273,6 +273,30 @@ def serving(folder: Path):
         server.server_close()
 
 
+@contextlib.contextmanager
+def explorer_page(browser, explorer: Path, **options):
+    """The page in `explorer` served on 127.0.0.1 and loaded; its errors on `page.errors`,
+    every URL it asked for on `page.requests`, where it is served on `page.served`."""
+    with serving(explorer) as url:
+        page = browser.new_page(**options)
+        page.errors, page.requests, page.served = [], [], url
+        page.on("pageerror", lambda error: page.errors.append(str(error)))
+        page.on("console", lambda message: page.errors.append(message.text) if message.type == "error" else None)
+        page.on("request", lambda request: page.requests.append(request.url))
+        try:
+            page.goto(url)
+            page.evaluate("explorer.ready")
+            yield page
+        finally:
+            page.close()
+
+
+def in_repo(folder: Path, code: str) -> str:
+    """What `code` prints, run with the repository's own modules (its src/ on the path)."""
+    return subprocess.run([sys.executable, "-c", code], cwd=folder, env={"PYTHONPATH": str(folder / "src")},
+                          capture_output=True, text=True, check=True).stdout
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Debian's chromium, driven by Playwright (no browser download)."""

@@ -8,13 +8,11 @@ of PyTorch in Chromium. Bad names and sides are one line and exit 2."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, Mirror, dvc, make_repo, serving, write_dataset
+from conftest import ROOT, Mirror, dvc, explorer_page, in_repo, make_repo, write_dataset
 from vaepipe.model import built
 
 pytestmark = pytest.mark.e2e
@@ -55,12 +53,6 @@ def repo(request, tmp_path_factory):
     mirror.close()
 
 
-def in_repo(folder, code: str) -> str:
-    """Run `code` with the repository's own modules (where `tiny` is registered)."""
-    return subprocess.run([sys.executable, "-c", code], cwd=folder, env={"PYTHONPATH": str(folder / "src")},
-                          capture_output=True, text=True, check=True).stdout
-
-
 def test_every_stage_runs_and_the_model_is_trained_by_autograd(repo):
     folder, log = repo
     for stage in STAGES:
@@ -85,22 +77,13 @@ def test_the_page_decodes_a_slider_move_as_torch_does(repo, browser):
     folder, _ = repo
     explorer = folder / "explorer"
     assert {"ort.wasm.min.js", "encoder.onnx", "decoder.onnx"} <= {path.name for path in explorer.iterdir()}
-    page = browser.new_page()
-    errors, requests = [], []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("request", lambda request: requests.append(request.url))
-    try:
-        with serving(explorer) as url:
-            page.goto(url)
-            page.evaluate("explorer.ready")
-            page.locator("#sliders input").nth(0).fill("1.5")
-            page.evaluate("explorer.decode(explorer.z)")  # the slider's own decode has been drawn after this one
-            z = page.evaluate("Array.from(explorer.z)")
-            drawn = np.array(page.evaluate("""Array.from(document.getElementById('out').getContext('2d')
-                                              .getImageData(0, 0, 28, 28).data)""")).reshape(28, 28, 4)[:, :, 0]
-            assert errors == [] and requests and all(request.startswith(url) for request in requests), requests
-    finally:
-        page.close()
+    with explorer_page(browser, explorer) as page:
+        page.locator("#sliders input").nth(0).fill("1.5")
+        page.evaluate("explorer.decode(explorer.z)")  # the slider's own decode has been drawn after this one
+        z = page.evaluate("Array.from(explorer.z)")
+        drawn = np.array(page.evaluate("""Array.from(document.getElementById('out').getContext('2d')
+                                          .getImageData(0, 0, 28, 28).data)""")).reshape(28, 28, 4)[:, :, 0]
+        assert page.errors == [] and all(request.startswith(page.served) for request in page.requests), page.requests
     assert z[json.loads((explorer / "run.json").read_text())["dims"][0]["dim"]] == 1.5
     expected = np.array(json.loads(in_repo(folder, f"""import json, torch
 from vaepipe.model import load_model

@@ -7,16 +7,13 @@ of PyTorch. Colour with IDX data is one line and exit 2."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, dvc, make_repo, run_stage, serving, set_params, synthetic_digits
+from conftest import ROOT, dvc, explorer_page, in_repo, make_repo, run_stage, set_params, synthetic_digits
 
 pytestmark = pytest.mark.e2e
 
@@ -54,11 +51,6 @@ def repo(tmp_path_factory):
     (folder / "node_modules").symlink_to(ROOT / "node_modules")  # `make install`'s npm ci, lent
     result = dvc(folder, "repro")
     return folder, result.stdout + result.stderr, images
-
-
-def in_repo(folder: Path, code: str) -> str:
-    return subprocess.run([sys.executable, "-c", code], cwd=folder, env={"PYTHONPATH": str(folder / "src")},
-                          capture_output=True, text=True, check=True).stdout
 
 
 def colourful(path: Path) -> float:
@@ -104,32 +96,23 @@ def test_the_explorer_encodes_a_picture_and_draws_in_colour(repo, browser, tmp_p
     run = json.loads((explorer / "run.json").read_text())
     assert (run["channels"], run["side"], run["params"]["arch"]) == (3, SIDE, "conv")
     picture = sorted((images / "test" / "3").glob("*.png"))[0]
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    errors, requests = [], []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("request", lambda request: requests.append(request.url))
-    try:
-        with serving(explorer) as url:
-            page.goto(url)
-            page.evaluate("explorer.ready")
-            assert page.locator("#pictureRow").is_visible() and page.locator("#drawTitle").inner_text() == \
-                "Encode a picture"
-            page.set_input_files("#picture", str(picture))  # as a user picks it from disk
-            page.wait_for_function("explorer.drawnRecon !== undefined")
-            given = page.evaluate("Array.from(explorer.drawn)")
-            mu = page.evaluate("Array.from(explorer.drawnMu)")
-            recon = page.evaluate("Array.from(explorer.drawnRecon)")
-            shown = np.array(page.evaluate(f"""Array.from(document.getElementById('drawnRecon').getContext('2d')
-                                              .getImageData(0, 0, {SIDE}, {SIDE}).data)""")).reshape(SIDE, SIDE, 4)
-            page.locator("#sliders input").nth(0).fill("1.5")
-            page.evaluate("explorer.decode(explorer.z)")  # the slider's own decode has been drawn after this one
-            z = page.evaluate("Array.from(explorer.z)")
-            slid = np.array(page.evaluate(f"""Array.from(document.getElementById('out').getContext('2d')
-                                              .getImageData(0, 0, {SIDE}, {SIDE}).data)""")).reshape(SIDE, SIDE, 4)
-            page.screenshot(path=os.environ.get("VAEPIPE_SCREENSHOT") or str(tmp_path / "explorer.png"))
-            assert errors == [] and requests and all(request.startswith(url) for request in requests), requests
-    finally:
-        page.close()
+    with explorer_page(browser, explorer, viewport={"width": 1400, "height": 1000}) as page:
+        assert page.locator("#pictureRow").is_visible() and page.locator("#drawTitle").inner_text() == \
+            "Encode a picture"
+        page.set_input_files("#picture", str(picture))  # as a user picks it from disk
+        page.wait_for_function("explorer.drawnRecon !== undefined")
+        given = page.evaluate("Array.from(explorer.drawn)")
+        mu = page.evaluate("Array.from(explorer.drawnMu)")
+        recon = page.evaluate("Array.from(explorer.drawnRecon)")
+        shown = np.array(page.evaluate(f"""Array.from(document.getElementById('drawnRecon').getContext('2d')
+                                          .getImageData(0, 0, {SIDE}, {SIDE}).data)""")).reshape(SIDE, SIDE, 4)
+        page.locator("#sliders input").nth(0).fill("1.5")
+        page.evaluate("explorer.decode(explorer.z)")  # the slider's own decode has been drawn after this one
+        z = page.evaluate("Array.from(explorer.z)")
+        slid = np.array(page.evaluate(f"""Array.from(document.getElementById('out').getContext('2d')
+                                          .getImageData(0, 0, {SIDE}, {SIDE}).data)""")).reshape(SIDE, SIDE, 4)
+        page.screenshot(path=str(tmp_path / "explorer.png"))
+        assert page.errors == [] and all(request.startswith(page.served) for request in page.requests), page.requests
     expected = json.loads(in_repo(folder, f"""import json, torch
 from vaepipe.model import load_model
 model, _ = load_model('models/model.pt')

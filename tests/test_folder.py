@@ -4,7 +4,6 @@ PNGs giving the IDX path's tensors exactly, and the whole pipeline on a folder w
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -22,7 +21,7 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import BIN, dvc, git, make_repo, run_stage, serving, set_params, stage_env
+from conftest import BIN, dvc, explorer_page, git, make_repo, run_stage, set_params, stage_env
 from vaepipe.folder import (MAX_IMAGE_MEMORY, PARALLEL_FROM, WORKER_MEMORY, convert_all, image_memory, pool_workers,
                             read_folder)
 from vaepipe.idx import read_split
@@ -457,22 +456,6 @@ def test_folder_is_a_dependency_editing_one_image_reruns_from_normalize(folder_r
     git(folder_repo, "commit", "-q", "-m", "one image edited")
 
 
-@contextlib.contextmanager
-def explorer_page(browser, repo: Path):
-    """The repo's explorer page, served on 127.0.0.1 and loaded; its errors on `page.errors`."""
-    with serving(repo / "explorer") as url:
-        page = browser.new_page()
-        page.errors = []
-        page.on("pageerror", lambda error: page.errors.append(str(error)))
-        page.on("console", lambda message: page.errors.append(message.text) if message.type == "error" else None)
-        try:
-            page.goto(url)
-            page.evaluate("explorer.ready")
-            yield page
-        finally:
-            page.close()
-
-
 @pytest.mark.e2e
 def test_folder_side_32_experiment_and_its_explorer(folder_repo, browser):
     from vaepipe.api import load
@@ -485,7 +468,7 @@ def test_folder_side_32_experiment_and_its_explorer(folder_repo, browser):
     assert "accuracy" in metrics(folder_repo, "classifier")["classifier"]
     model = load(folder_repo / "models/model.pt")
     expected = np.rint(model.decode(torch.zeros(1, model.d)).reshape(32, 32).numpy() * 255)
-    with explorer_page(browser, folder_repo) as page:
+    with explorer_page(browser, folder_repo / "explorer") as page:
         assert page.errors == []
         out = "document.getElementById('out')"
         assert page.evaluate(f"[{out}.width, {out}.height]") == [32, 32]
@@ -507,7 +490,7 @@ def test_unlabelled_folder_runs_every_stage_and_leaves_out_what_needs_labels(fol
     assert metrics(folder_repo, "classifier") == {"classifier": {}}
     assert "samples" not in metrics(folder_repo, "eval") and metrics(folder_repo, "latent") == {"samples_gmm": {}}
     assert json.loads((folder_repo / "explorer/run.json").read_text())["classes"] == []
-    with explorer_page(browser, folder_repo) as page:
+    with explorer_page(browser, folder_repo / "explorer") as page:
         assert page.errors == [] and page.inner_text("#legend").strip() == ""
         page.click("#map", position={"x": 180, "y": 180})
         assert "label" not in page.inner_text("#pickedLabel")
