@@ -46,12 +46,13 @@ def screenshot(explorer: Path, picture: Path, out: Path) -> None:
 
     with sync_playwright() as playwright, serving(explorer) as url:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1300, "height": 1080})
+        page = browser.new_page(viewport={"width": 1300, "height": 1240})
         page.goto(url)
         page.evaluate("explorer.ready")
         page.set_input_files("#picture", str(picture))
         page.wait_for_function("explorer.drawnRecon !== undefined")
         page.click("#prior")
+        page.hover("#map", position={"x": 170, "y": 170})  # a test picture and its reconstruction
         page.wait_for_timeout(500)
         page.screenshot(path=str(out))
         browser.close()
