@@ -4,7 +4,7 @@
 # its run cache to the DVC remote (`make share`). Training checkpoints to $VAEPIPE_CHECKPOINTS,
 # so a run started again on a new machine (a spot VM taken back) resumes where it stopped.
 # Credentials arrive as environment variables (SkyPilot secrets): never echoed, never written
-# into the checkout.
+# into the checkout, and kept from every command but those that reach the remotes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -14,31 +14,54 @@ export GIT_AUTHOR_NAME="${GIT_AUTHOR_NAME:-$(git config user.name || echo "vaepi
 export GIT_AUTHOR_EMAIL="${GIT_AUTHOR_EMAIL:-$(git config user.email || echo "vaepipe@localhost")}"
 export GIT_COMMITTER_NAME="$GIT_AUTHOR_NAME" GIT_COMMITTER_EMAIL="$GIT_AUTHOR_EMAIL"
 
-# push access: a deploy key for an ssh remote, a token for an https one (read by git from the
-# environment when it asks, so it is in no URL, file or log)
-if [ -n "${GIT_SSH_KEY:-}" ]; then
+# Credentials reach only the commands that use them: taken out of the environment here, given
+# back to git's pushes (and DVC's remote keys to DVC's commands, which read and write the remote).
+git_token="${GIT_TOKEN:-}" git_ssh_key="${GIT_SSH_KEY:-}"
+aws=()
+for name in AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
+  [ -n "${!name:-}" ] && aws+=("$name=${!name}")
+done
+unset GIT_TOKEN GIT_SSH_KEY AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+if [ -z "${VAEPIPE_CHECKPOINT_SECRET:-}" ]; then
+  echo "warning: no --secret VAEPIPE_CHECKPOINT_SECRET: a machine that replaces this one cannot resume its" \
+    "checkpoints and trains from epoch 0" >&2
+fi
+
+# push access: a deploy key for an ssh remote, a token for an https one, for that host alone
+# (read by git from the environment when it asks, so it is in no URL, file or log)
+pushing=()
+if [ -n "$git_ssh_key" ]; then
   key="$(mktemp)"
   trap 'rm -f "$key"' EXIT
-  printf '%s\n' "$GIT_SSH_KEY" >"$key"
-  export GIT_SSH_COMMAND="ssh -i $key -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new"
+  printf '%s\n' "$git_ssh_key" >"$key"
+  pushing+=("GIT_SSH_COMMAND=ssh -i $key -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new")
 fi
-if [ -n "${GIT_TOKEN:-}" ]; then
-  # shellcheck disable=SC2016  # $GIT_TOKEN is expanded by git's shell, when it asks
-  export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=credential.helper \
-    GIT_CONFIG_VALUE_0='!f() { echo username=x-access-token; echo "password=$GIT_TOKEN"; }; f'
+if [ -n "$git_token" ]; then
+  url="$(git remote get-url "${GIT_REMOTE:=origin}" 2>/dev/null || true)"
+  if [[ "$url" =~ ^https://([^/@]+@)?([^/]+) ]]; then
+    # shellcheck disable=SC2016  # $GIT_TOKEN is expanded by git's shell, when it asks
+    pushing+=(GIT_TOKEN="$git_token" GIT_CONFIG_COUNT=1 "GIT_CONFIG_KEY_0=credential.https://${BASH_REMATCH[2]}.helper"
+      'GIT_CONFIG_VALUE_0=!f() { echo username=x-access-token; echo "password=$GIT_TOKEN"; }; f')
+  else
+    echo "warning: GIT_TOKEN is given only to an https:// git remote; '${GIT_REMOTE}' is not one" >&2
+  fi
 fi
+with_push() { env "${pushing[@]}" "${aws[@]}" "$@"; }
+with_remote() { env "${aws[@]}" "$@"; }
+
 # before an hour of training, not after it: can this machine push to the remote?
-if ! git push --dry-run --quiet "${GIT_REMOTE:=origin}" HEAD:refs/exps/vaepipe-push-check 2>/dev/null; then
+if ! with_push git push --dry-run --quiet "${GIT_REMOTE:=origin}" HEAD:refs/exps/vaepipe-push-check 2>/dev/null; then
   echo "error: cannot push to the git remote '$GIT_REMOTE': launch with --secret GIT_TOKEN (https) or" \
     "--secret GIT_SSH_KEY (ssh) holding a credential that may push there" >&2
   exit 2
 fi
 
-assignments=()
+# PARAMS' words set params.yaml without the interpolation that `dvc exp run -S` applies
 set -f  # PARAMS' words are values: never globbed
-for assignment in ${PARAMS:-}; do assignments+=(-S "$assignment"); done
+# shellcheck disable=SC2086  # one word an assignment
+python -m vaepipe.assign ${PARAMS:-}
 set +f
 
-dvc exp run --pull --allow-missing ${EXP_NAME:+--name "$EXP_NAME"} "${assignments[@]}"
-dvc exp push "$GIT_REMOTE"
-make share
+with_remote dvc exp run --pull --allow-missing ${EXP_NAME:+--name "$EXP_NAME"}
+with_push dvc exp push "$GIT_REMOTE"
+with_push make share

@@ -1,12 +1,14 @@
 """Stage train: the model, its per-epoch history, and the test-set codes at every epoch;
 a run stopped midway resumes from its last checkpoint (`vaepipe.checkpoint`)."""
 
+from vaepipe.atomic import write_json
 from vaepipe.checkpoint import Checkpoints, run_key
+from vaepipe.fingerprint import machine
 from vaepipe.stage import require, run_stage
 from vaepipe.data import load_split, split_length, split_shape, training_images
 from vaepipe.errors import Interrupted
 from vaepipe.model import built, footprint, save_model
-from vaepipe.outputs import METRICS, MODEL, PLOTS, SNAPSHOTS, normalized
+from vaepipe.outputs import MACHINE, METRICS, MODEL, PLOTS, SNAPSHOTS, normalized
 from vaepipe.resources import check_fits
 from vaepipe.snapshots import save_snapshots
 from vaepipe.device import pick_device
@@ -36,6 +38,8 @@ def main(params):
         raise
     save_snapshots(SNAPSHOTS, history.codes, test_labels)
     save_model(MODEL, model, {"beta": params.trained_beta, "binarize": params.data.binarize})
+    write_json(MACHINE, {"machine": machine(device)} | (
+        {"resumed_across_machines": history.resumed_across} if history.resumed_across else {}))
     checkpoints.remove()
 
 

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import http.server
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -106,6 +107,7 @@ def checkpoint_store(tmp_path_factory):
     """Training checkpoints of every test's runs in a folder of the session's, never the
     user's cache (vaepipe.checkpoint)."""
     os.environ["VAEPIPE_CHECKPOINTS"] = str(tmp_path_factory.mktemp("checkpoints"))
+    os.environ["VAEPIPE_CHECKPOINT_SECRET"] = secrets.token_hex(32)  # never the user's own key file
 
 
 @pytest.fixture

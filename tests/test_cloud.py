@@ -24,6 +24,7 @@ from vaepipe.cloud import experiment_name, grid, launch_command, split_values
 TASK = ROOT / "cloud" / "experiment.yaml"
 SKY_PYTHON = ROOT / ".venv-sky" / "bin" / "python"
 SECRET = "ghp_" + secrets.token_hex(18)  # made here: the project copy holds this file too
+CHECKPOINT_SECRET = secrets.token_hex(32)  # the launch's: every machine of a job is given it
 
 
 def test_skypilots_loader_accepts_the_task():
@@ -47,8 +48,10 @@ print(json.dumps({{"envs": overridden.envs, "secrets": {{k: v.get_secret_value()
     assert task["envs"]["PARAMS"] == "beta=2 d=10" and task["envs"]["VAEPIPE_CHECKPOINTS"] == "/checkpoints"
     assert task["bucket"] == "team-ckpt" and task["mode"] == "MOUNT_CACHED"
     # credentials only as secrets, empty in the file: given at launch with --secret
-    assert task["secrets"] == {"GIT_TOKEN": "", "GIT_SSH_KEY": "", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
-    assert task["setup"] == "make install EXTRAS=cloud" and task["run"] == "bash cloud/run.sh"
+    assert task["secrets"] == {"GIT_TOKEN": "", "GIT_SSH_KEY": "", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+                               "VAEPIPE_CHECKPOINT_SECRET": ""}
+    assert task["setup"].endswith("make install EXTRAS=cloud") and task["run"] == "bash cloud/run.sh"
+    assert all(f"-u {name}" in task["setup"] for name in task["secrets"])  # the set-up runs with none of them
     assert task["workdir"] == "." and task["recovery"]["strategy"] == "EAGER_NEXT_REGION"
     assert task["accelerators"] is None  # a CPU unless --gpus asks
 
@@ -128,7 +131,8 @@ def section_env(team: Path, **envs) -> dict:
     env.update(TASK_CONFIG["secrets"])
     home = team / "home"
     home.mkdir(exist_ok=True)
-    env.update(HOME=str(home), VAEPIPE_CHECKPOINTS=str(team / "bucket"), GIT_TOKEN=SECRET, **envs)
+    env.update(HOME=str(home), VAEPIPE_CHECKPOINTS=str(team / "bucket"), GIT_TOKEN=SECRET,
+               VAEPIPE_CHECKPOINT_SECRET=CHECKPOINT_SECRET, **envs)
     return env
 
 

@@ -5,11 +5,16 @@ damaged is never used."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import io
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -18,7 +23,7 @@ import torch
 from conftest import Mirror, make_repo, set_params, write_dataset
 
 EPOCHS, STEPS_PER_EPOCH = 4, 32  # 2000 training images in batches of 64
-OUTPUTS = ("models/model.pt", "models/snapshots", "metrics/train.json", "plots/training.csv")
+OUTPUTS = ("models/model.pt", "models/snapshots", "metrics/train.json", "plots/training.csv", "metrics/machine.json")
 
 # Runs the project's own train stage in a process that stops itself: with a signal's name,
 # that signal sent at the given Adam step (in the middle of an epoch); with "write", SIGKILL
@@ -78,9 +83,11 @@ def copy(prepared: Path, folder: Path) -> Path:
     return folder
 
 
-def train(repo: Path, store: Path, stop: tuple[str, int] | None = None) -> subprocess.CompletedProcess:
+def train(repo: Path, store: Path, stop: tuple[str, int] | None = None, env: dict | None = None
+          ) -> subprocess.CompletedProcess:
     command = [sys.executable, "stages/train.py"] if stop is None else [sys.executable, "-c", STOPPING, *map(str, stop)]
-    return subprocess.run(command, cwd=repo, env=env_for(repo, store), capture_output=True, text=True, timeout=600)
+    return subprocess.run(command, cwd=repo, env=env_for(repo, store) | (env or {}), capture_output=True, text=True,
+                          timeout=600)
 
 
 def outputs(repo: Path) -> dict[str, bytes]:
@@ -165,28 +172,140 @@ def test_a_checkpoint_of_other_params_or_code_is_never_used(prepared, tmp_path, 
         assert (repo / "plots" / "training.csv").read_text().splitlines()[-1].split(",")[1] == "2.0"
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "foreign"])
-def test_a_damaged_checkpoint_is_set_aside_and_training_starts_over(prepared, never_stopped, tmp_path, damage):
+def signed_payload(path: Path) -> tuple[bytes, dict]:
+    """A checkpoint's header (magic and signature) and what torch.save wrote after it."""
+    from vaepipe.checkpoint import MAC_BYTES, MAGIC
+
+    data = path.read_bytes()
+    head = len(MAGIC) + MAC_BYTES
+    return data[:head], torch.load(io.BytesIO(data[head:]), weights_only=True)
+
+
+def planted(path: Path, saved: dict, *, compressed: bool = False, key: str | None = None) -> None:
+    """`saved` written to `path` as the store's writer would: signed with a secret it knows
+    (`key`), or keeping the original signature (key None: the bytes tampered with)."""
+    from vaepipe.checkpoint import MAC_BYTES, MAGIC
+
+    buffer = io.BytesIO()
+    torch.save(saved, buffer)
+    archive = buffer.getvalue()
+    if compressed:  # every entry deflated: a zip bomb's form
+        with zipfile.ZipFile(io.BytesIO(archive)) as source:
+            out = io.BytesIO()
+            with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+                for entry in source.infolist():
+                    target.writestr(entry.filename, source.read(entry))
+            archive = out.getvalue()
+    if key is None:
+        signature = path.read_bytes()[len(MAGIC):len(MAGIC) + MAC_BYTES]
+    else:
+        mac = hmac.new(key.encode(), MAGIC + saved["key"].encode() + archive, hashlib.sha256)
+        signature = mac.digest()
+    path.write_bytes(MAGIC + signature + archive)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "tampered", "planted", "epoch-past-the-end",
+                                    "non-tensor-state", "compressed", "history-invented"])
+def test_a_damaged_or_forged_checkpoint_is_set_aside_and_training_starts_over(prepared, never_stopped, tmp_path,
+                                                                             damage):
+    """Whoever may write to the store cannot plant a run: a checkpoint not signed with this
+    user's secret, or one whose contents are not what this run saves, is set aside with one
+    line and training starts from epoch 0, ending as a run never stopped."""
     repo, store = copy(prepared, tmp_path / "repo"), tmp_path / "store"
     assert train(repo, store, ("SIGKILL", 2 * STEPS_PER_EPOCH + 3)).returncode == -signal.SIGKILL
     (path,) = checkpoint_files(store)
+    own = os.environ["VAEPIPE_CHECKPOINT_SECRET"]
     if damage == "truncated":
         path.write_bytes(path.read_bytes()[:5000])
     elif damage == "garbage":
         path.write_bytes(os.urandom(path.stat().st_size))
-    else:  # readable, of this run, but its model's tensors of another shape
-        saved = torch.load(path, weights_only=True)
-        name = next(iter(saved["state"]["model"]))
-        saved["state"]["model"][name] = torch.zeros(3, 3)
-        torch.save(saved, path)
+    else:
+        _, saved = signed_payload(path)
+        model = saved["state"]["model"]
+        if damage == "tampered":  # an all-white model under the original signature
+            model[next(iter(model))].fill_(1.0)
+            planted(path, saved)
+        elif damage == "planted":  # an all-white model signed with the key a writer of the store can guess
+            model[next(iter(model))].fill_(1.0)
+            planted(path, saved, key="vaepipe")
+        elif damage == "epoch-past-the-end":  # signed, but nothing would be left to train
+            saved["epoch"] = EPOCHS
+            planted(path, saved, key=own)
+        elif damage == "non-tensor-state":
+            saved["state"]["model"] = {name: [1.0] for name in model}
+            planted(path, saved, key=own)
+        elif damage == "compressed":
+            planted(path, saved, compressed=True, key=own)
+        else:  # invented loss rows
+            saved["state"]["history"]["rows"][1]["test_loss"] = float("nan")
+            planted(path, saved, key=own)
     result = train(repo, store)
     assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: the checkpoint")]
-    assert len(warnings) == 1
+    assert len(warnings) == 1, result.stderr
     assert warnings[0].endswith(f"set aside as {path.name}.damaged, training starts from epoch 0")
+    if damage in ("tampered", "planted"):
+        assert "signature does not match" in warnings[0]
     assert "resuming" not in result.stderr and "epoch   1:" in result.stderr
     assert outputs(repo) == never_stopped
     assert [p.name for p in store.iterdir()] == [f"{path.name}.damaged"]
+
+
+def test_a_folder_named_like_a_leftover_and_a_second_run_are_no_crash(prepared, never_stopped, tmp_path):
+    """A folder where a leftover temporary file would be is removed like one; a second run
+    with the same key on the same store, started while the first writes, trains without
+    checkpoints instead of deleting the first one's temporary file."""
+    repo, store = copy(prepared, tmp_path / "repo"), tmp_path / "store"
+    assert train(repo, store, ("SIGKILL", 2 * STEPS_PER_EPOCH + 3)).returncode == -signal.SIGKILL
+    (path,) = checkpoint_files(store)
+    (store / f".{path.name}.0123456789abcdef.tmp" / "inside").mkdir(parents=True)
+    other = copy(prepared, tmp_path / "other")
+    first = subprocess.Popen([sys.executable, "stages/train.py"], cwd=repo, env=env_for(repo, store),
+                             stderr=subprocess.PIPE, text=True)
+    while "resuming" not in (line := first.stderr.readline()) and line:
+        pass
+    assert "resuming from the checkpoint of epoch 2 " in line
+    first.send_signal(signal.SIGSTOP)  # paused mid-run, its checkpoint's lock held
+    try:
+        second = train(other, store)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    rest = first.communicate(timeout=600)[1]
+    assert first.returncode == 0 and second.returncode == 0, rest + second.stderr
+    assert "holds" in second.stderr and "trains without checkpoints" in second.stderr, second.stderr
+    assert "resuming" not in second.stderr and "Traceback" not in second.stderr + rest
+    assert outputs(repo) == never_stopped and outputs(other) == never_stopped
+    assert not list(store.iterdir())
+
+
+def test_a_checkpoint_of_another_machine_kind_starts_over_unless_asked(prepared, tmp_path):
+    """Killed under 2 threads, run again under 1: by default training starts over and ends
+    byte-identical to a 1-thread run never stopped; with train.resume_across_machines it
+    resumes, and metrics/machine.json says from which machine."""
+    one_thread = {"OMP_NUM_THREADS": "1"}
+    reference, store = copy(prepared, tmp_path / "reference"), tmp_path / "reference-store"
+    assert train(reference, store, env=one_thread).returncode == 0
+    repo, store = copy(prepared, tmp_path / "repo"), tmp_path / "store"
+    assert train(repo, store, ("SIGKILL", 2 * STEPS_PER_EPOCH + 3), env={"OMP_NUM_THREADS": "2"}).returncode == -9
+    (path,) = checkpoint_files(store)
+    kept = path.read_bytes()
+    fresh = train(repo, store, env=one_thread)
+    assert fresh.returncode == 0, fresh.stderr
+    (line,) = [line for line in fresh.stderr.splitlines() if "another kind of machine" in line]
+    assert "threads: 1 vs 2" in line and "training starts from epoch 0" in line
+    assert "resuming" not in fresh.stderr and "epoch   1:" in fresh.stderr
+    assert outputs(repo) == outputs(reference)
+    machine = json.loads((repo / "metrics" / "machine.json").read_text())
+    assert machine["machine"]["threads"] == 1 and "resumed_across_machines" not in machine
+
+    path.write_bytes(kept)  # the 2-thread checkpoint again, now resumed on purpose
+    set_params(repo, train__resume_across_machines=True)
+    mixed = train(repo, store, env=one_thread)
+    assert mixed.returncode == 0, mixed.stderr
+    assert "resuming from the checkpoint of epoch 2 " in mixed.stderr
+    resumed = json.loads((repo / "metrics" / "machine.json").read_text())["resumed_across_machines"]
+    assert resumed["epoch"] == 2 and resumed["machine"]["threads"] == 2
 
 
 def test_a_store_that_cannot_be_written_is_one_line_before_training(prepared, tmp_path):

@@ -63,10 +63,11 @@ def test_the_closure_follows_imports_inside_functions(tmp_path, monkeypatch):
     assert "src/vaepipe/share.py" in import_closure(script)
 
 
-def test_train_lists_every_train_param_but_how_often_it_checkpoints():
+def test_train_lists_every_train_param_but_how_it_checkpoints():
     """A train.* param that shapes the bits but is not listed would let the run cache hand
-    back another run's model; checkpoint_every shapes none and would only re-run training."""
+    back another run's model; checkpoint_every and resume_across_machines shape none of a run
+    never stopped and would only re-run training."""
     from vaepipe.params import TrainParams
 
     listed = {name for name in STAGES["train"]["params"] if name.startswith("train")}
-    assert listed == {f"train.{field}" for field in TrainParams.__dataclass_fields__} - {"train.checkpoint_every"}
+    assert listed == {f"train.{field}" for field in TrainParams.__dataclass_fields__} - {"train.checkpoint_every", "train.resume_across_machines"}

@@ -6,7 +6,8 @@ the grid, each on its own (spot) machine, each pushing its experiment when done.
 Each word is `param=value,value,…` (commas inside [ ] belong to the value:
 project.epochs=[0,5],[0,10]); the grid is every combination, in order. Each job gets
 PARAMS (its assignments) and EXP_NAME (e.g. `beta-0.5-d-2`), and `--secret NAME` for each
-credential of the task set in this shell. `sky` is SkyPilot's command (`$SKY`, else `sky`).
+credential of the task set in this shell, and a checkpoint secret made for the sweep
+where the shell sets none. `sky` is SkyPilot's command (`$SKY`, else `sky`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import itertools
 import os
 import re
+import secrets
 import shlex
 import subprocess
 import sys
@@ -22,7 +24,7 @@ import sys
 from vaepipe.errors import UserError, printable
 
 TASK = "cloud/experiment.yaml"
-SECRETS = ("GIT_TOKEN", "GIT_SSH_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+SECRETS = ("GIT_TOKEN", "GIT_SSH_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "VAEPIPE_CHECKPOINT_SECRET")
 MAX_POINTS = 1000  # a typo such as a pasted list should not start a thousand machines
 
 
@@ -66,9 +68,9 @@ def experiment_name(point: list[str]) -> str:
 
 def launch_command(point: list[str], sky: str, sky_args: list[str], env=os.environ) -> list[str]:
     name = experiment_name(point)
-    secrets = [arg for key in SECRETS if env.get(key) for arg in ("--secret", key)]
+    given = [arg for key in SECRETS if env.get(key) for arg in ("--secret", key)]
     return [sky, "jobs", "launch", TASK, "--yes", "--detach-run", "--use-spot", "--name", f"vaepipe-{name}",
-            "--env", f"PARAMS={' '.join(point)}", "--env", f"EXP_NAME={name}", *secrets, *sky_args]
+            "--env", f"PARAMS={' '.join(point)}", "--env", f"EXP_NAME={name}", *given, *sky_args]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,10 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     sky = os.environ.get("SKY") or "sky"
+    # the key that signs the sweep's checkpoints: a job's replacement machine resumes with it,
+    # and a writer of the bucket without it cannot plant a checkpoint (vaepipe.checkpoint)
+    env = {"VAEPIPE_CHECKPOINT_SECRET": secrets.token_hex(32)} | dict(os.environ)
     for point in points:
-        command = launch_command(point, sky, sky_args)
+        command = launch_command(point, sky, sky_args, env)
         print(shlex.join(command), flush=True)
-        if not args.dry_run and subprocess.run(command).returncode != 0:
+        if not args.dry_run and subprocess.run(command, env=env).returncode != 0:
             print(f"error: launching {' '.join(point)} failed (see above); the points before it are running",
                   file=sys.stderr)
             return 1

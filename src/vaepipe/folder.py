@@ -70,7 +70,7 @@ class Entry:
     nbytes: int = 0  # the file's size
 
 
-ROWS_A_CHUNK = 1024  # images read back from the spill at a time
+CHUNK_BYTES = 16 << 20  # read back from the spill at a time, whatever one image's size (at least one image)
 
 
 @dataclass
@@ -92,10 +92,10 @@ class Folder:
         rows = self.rows[split]
 
         def chunks() -> Iterator[bytes]:
-            descriptor = self.spill.fileno()
-            for start in range(0, len(rows), ROWS_A_CHUNK):
+            descriptor, step = self.spill.fileno(), max(1, CHUNK_BYTES // self.row_bytes)
+            for start in range(0, len(rows), step):
                 yield b"".join(os.pread(descriptor, self.row_bytes, int(row) * self.row_bytes)
-                               for row in rows[start:start + ROWS_A_CHUNK])
+                               for row in rows[start:start + step])
         return Rows((len(rows), self.row_bytes), np.dtype(np.uint8), chunks())
 
     def array(self, split: str) -> np.ndarray:

@@ -6,6 +6,7 @@ The classic AE is the same network without sampling: its code h is μ.
 from __future__ import annotations
 
 import pickle
+import zipfile
 
 import torch
 from torch import nn
@@ -18,6 +19,7 @@ from vaepipe.layout import PIXELS, image_shape
 from vaepipe.loss import CONTINUOUS_BERNOULLI, decoded_mean
 from vaepipe.network import Footprint, hidden_widths, mlp_footprint
 from vaepipe.params import LIKELIHOODS, MAX_WIDTH, shown
+from vaepipe.tensorfile import refuse_compressed
 
 
 class VAE(nn.Module):
@@ -205,11 +207,13 @@ def checked_checkpoint(checkpoint) -> tuple[dict, dict, int]:
 def load_model(path, device: torch.device | str = "cpu") -> tuple[VAE, dict]:
     """The trained model (in evaluation mode) and its hyper-parameters."""
     try:
+        with zipfile.ZipFile(path) as archive:
+            refuse_compressed(archive)  # before torch.load inflates anything
         hparams, state, pixels = checked_checkpoint(torch.load(path, map_location=device, weights_only=True))
         model = built(hparams["d"], hparams["variational"], hparams["likelihood"], pixels, hparams.get("hidden"),
                       hparams.get("activation", "relu"), hparams.get("arch", "mlp"), device)
         model.load_state_dict(state)
-    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError) as error:
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, ValueError, EOFError, OSError) as error:
         raise unreadable(path, error, "train") from None
     except ArchitectureError as error:
         raise ArchitectureError(f"{path}: {error}") from None

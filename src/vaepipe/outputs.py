@@ -8,6 +8,7 @@ MODEL = Path("models/model.pt")
 SNAPSHOTS = Path("models/snapshots")
 CLASSIFIER = Path("models/classifier.pt")
 METRICS = Path("metrics")
+MACHINE = METRICS / "machine.json"  # the train stage's machine fingerprint (vaepipe.fingerprint)
 PLOTS = Path("plots")
 
 

@@ -11,6 +11,7 @@ import math
 import os
 import re
 import reprlib
+import subprocess
 import types
 import typing
 from dataclasses import dataclass, field
@@ -110,6 +111,7 @@ class TrainParams:
     adam_eps: float = number(above=0)  # Adam's ε: 1e-8 (PyTorch's), 1e-4 in Burda et al.
     schedule: str = one_of("constant", "burda")  # burda: 3^i passes at lr · 10^(−i/7), i = 0…7
     checkpoint_every: int = number(minimum=0)  # epochs between checkpoints (vaepipe.checkpoint); 0 = none
+    resume_across_machines: bool  # resume a checkpoint made under another machine fingerprint
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,8 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ParamsError(f"{path} is not valid YAML{where}: fix its syntax") from None
+    _refuse_interpolation(raw, f"{path}")
+    _refuse_interpolation(committed_params(path), f"{path} as committed (HEAD)")
     params = _build(Params, raw, "")
     _check_mirror(params.data.mirror)
     _check_sha256(params.data.sha256)
@@ -212,6 +216,50 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
                           "is grey: set data.channels to 1, or data.dataset to folder")
     _check_data_path(params.data.path, path.parent)
     return params
+
+
+INTERPOLATION = "${"
+
+
+def _refuse_interpolation(raw, where: str) -> None:
+    """No value or key may hold `${`: DVC applies `dvc exp run -S` through OmegaConf, which
+    resolves every `${…}` in params.yaml first, `${oc.env:VAR}` included, and writes the
+    result back: a committed `${oc.env:GIT_TOKEN}` in a URL would send the token to its host
+    and into the experiment that `dvc exp push` publishes."""
+    def texts(node, key):  # (dotted key, text) of every string in the tree, keys included
+        if isinstance(node, dict):
+            for name, value in node.items():
+                inner = f"{key}.{name}" if key else str(name)
+                yield inner, name
+                yield from texts(value, inner)
+        elif isinstance(node, list):
+            for value in node:
+                yield from texts(value, key)
+        else:
+            yield key, node
+
+    for key, text in texts(raw, ""):
+        if isinstance(text, str) and INTERPOLATION in text:
+            raise ParamsError(f"{where}: {shown(key, quote=False)} holds {shown(text)}, an interpolation that "
+                              "`dvc exp run -S` resolves (environment variables included) before any stage "
+                              "runs; write the value itself")
+
+
+def committed_params(path: Path) -> dict | None:
+    """params.yaml as the checkout's HEAD holds it, parsed; None outside git or with no such
+    file there. `dvc exp run -S` resolves interpolations in the workspace's copy before a
+    stage starts, so only the committed text still shows them."""
+    try:
+        shown_file = subprocess.run(["git", "show", f"HEAD:./{path.name}"], cwd=path.parent or ".",
+                                    capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if shown_file.returncode != 0:
+        return None
+    try:
+        return yaml.load(shown_file.stdout, Loader=yaml.SafeLoader)  # noqa: S506 - a SafeLoader
+    except yaml.YAMLError:
+        return None
 
 
 def _check_data_path(data_path: str, root: Path) -> None:
@@ -329,7 +377,7 @@ def _has_type(value, hint) -> bool:
 def _allowed(hint, spec) -> str:
     meta = spec.metadata
     if "choices" in meta:
-        return "one of " + ", ".join(meta["choices"])
+        return "one of " + ", ".join(map(str, meta["choices"]))
     kind = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint)
     if kind is None:
         return {list[int]: "a list of epochs", list[int] | None: "null or a list of layer widths",

@@ -17,7 +17,7 @@ import sys
 import pandas as pd
 
 from vaepipe.dvcjson import dvc_json
-from vaepipe.errors import UserError
+from vaepipe.errors import UserError, printable
 from vaepipe.params import dotted
 
 METRICS = ["test.kl", "test.recon", "test.loss", "test.iw_nll", "test.active_units", "samples.fd", "samples_gmm.fd"]
@@ -57,7 +57,8 @@ def runs(show: list[dict]) -> pd.DataFrame:
             params, metrics = found
             records.append({**{("params", k): v for k, v in params.items()},
                             **{("metrics", k): v for k, v in metrics.items()}})
-            names.append(entry.get("name") or entry.get("rev", "")[:7])
+            rev = entry.get("rev", "")
+            names.append(entry.get("name") or (rev if rev == "workspace" else rev[:7]))
     frame = pd.DataFrame(records, index=pd.Index(names, name="experiment"))
     frame.columns = pd.MultiIndex.from_tuples(frame.columns) if len(frame.columns) else frame.columns
     return frame[~frame.astype(str).duplicated()]
@@ -102,7 +103,12 @@ def main(argv: list[str] | None = None) -> None:
     table, params = sweep(runs(show), [name for name in args.metrics.split(",") if name])
     if table.empty:
         sys.exit("error: no run with params or metrics yet: run `dvc repro` or `dvc exp run` first")
-    print(table.to_csv(), end="") if args.csv else print(readable(table, params).to_markdown(disable_numparse=True))
+    # a pulled experiment's names and values are anyone's text: no escape sequence reaches the terminal
+    table, params = table.rename(index=printable, columns=printable), [printable(name) for name in params]
+    if args.csv:
+        print(table.map(lambda value: printable(value) if isinstance(value, str) else value).to_csv(), end="")
+    else:
+        print(readable(table, params).map(printable).to_markdown(disable_numparse=True))
 
 
 if __name__ == "__main__":

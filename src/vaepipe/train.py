@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import sys
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from vaepipe.atomic import write_csv, write_json
+from vaepipe import fingerprint
 from vaepipe.backprop import loss_and_gradients
 from vaepipe.checkpoint import Checkpoints
 from vaepipe.data import RESIDENT_BYTES, as_modelled, binarize, unit
@@ -64,6 +66,7 @@ class History:
     codes: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     last_train: dict[str, float] = field(default_factory=dict)
     keep: set[int] | None = None
+    resumed_across: dict | None = None  # {"epoch", "machine"} of a checkpoint another machine kind made
 
     def record(self, epoch: int, beta: float, train_terms: dict, test_terms: dict, mu, logvar) -> None:
         splits = {"train": train_terms, "test": test_terms}
@@ -189,16 +192,13 @@ class Run:
                 "history": {"rows": self.history.rows, "codes": self.history.codes,
                             "last_train": self.history.last_train}}
 
-    def restore(self, state: dict) -> None:
-        """Put a saved state back; ValueError, KeyError or TypeError (before anything
-        changed where it could) when it does not fit this run."""
-        model = self.model.state_dict()
+    def restore(self, state: dict, epoch: int, epochs: int, n_test: int) -> None:
+        """Put the state saved after `epoch` back; ValueError (before anything changed) when
+        any part of it is not what this run of `epochs` epochs would have saved there."""
+        check_state(state, self, epoch, epochs, n_test)
         saved = state["model"]
         adam, rng, history = state["adam"], state["rng"], state["history"]
         moments = [*adam["exp_avgs"], *adam["exp_avg_sqs"]]
-        if (saved.keys() != model.keys() or any(saved[k].shape != model[k].shape for k in model)
-                or [m.shape for m in moments] != [p.shape for p in self.optimizer.params] * 2):
-            raise ValueError("its tensors are not those of this model")
         self.model.load_state_dict(saved)
         for mine, theirs in zip(self.optimizer.exp_avgs + self.optimizer.exp_avg_sqs, moments):
             mine.copy_(theirs)
@@ -216,6 +216,60 @@ class Run:
         self.history.codes = history["codes"]
 
 
+def check_state(state, run: Run, epoch: int, epochs: int, n_test: int) -> None:
+    """ValueError unless `state` has exactly the parts, types, shapes and finite values that
+    `run.state()` gives after `epoch` of `epochs`: a checkpoint is signed, and checked too."""
+    def need(condition, what: str) -> None:
+        if not condition:
+            raise ValueError(f"its {what} is not what this run saves")
+
+    def tensors(value, shapes, what: str, dtype=None) -> None:
+        need(isinstance(value, list) and len(value) == len(shapes), what)
+        for tensor, shape in zip(value, shapes):
+            need(isinstance(tensor, torch.Tensor) and tensor.shape == shape and (dtype is None or tensor.dtype == dtype)
+                 and (not tensor.is_floating_point() or bool(torch.isfinite(tensor).all())), what)
+
+    need(isinstance(state, dict) and state.keys() == {"model", "adam", "rng", "history"}, "layout")
+    need(0 < epoch < epochs, "epoch")
+    model = run.model.state_dict()
+    need(isinstance(state["model"], dict) and state["model"].keys() == model.keys(), "model")
+    tensors([state["model"][k] for k in model], [t.shape for t in model.values()], "model", torch.float32)
+    adam, shapes = state["adam"], [p.shape for p in run.optimizer.params]
+    need(isinstance(adam, dict) and adam.keys() == {"exp_avgs", "exp_avg_sqs", "step"}, "optimizer")
+    tensors(adam["exp_avgs"], shapes, "optimizer", torch.float32)
+    tensors(adam["exp_avg_sqs"], shapes, "optimizer", torch.float32)
+    need(all(bool((v >= 0).all()) for v in adam["exp_avg_sqs"]), "optimizer")
+    tensors([adam["step"]], [torch.Size([])], "optimizer step")
+    rng = state["rng"]
+    need(isinstance(rng, dict) and rng.keys() == {"python", "numpy", "torch", "cuda", "order", "pixels"}, "random state")
+    try:
+        random.Random().setstate(rng["python"])
+        keys, *rest = rng["numpy"]
+        np.random.RandomState().set_state(("MT19937", keys.numpy().astype(np.uint32), *rest))
+    except (TypeError, ValueError, AttributeError) as error:
+        raise ValueError("its random state is not what this run saves") from error
+    tensors([rng["torch"], rng["order"]], [torch.get_rng_state().shape, run.order.get_state().shape],
+            "random state", torch.uint8)
+    need(rng["pixels"] is None if run.pixels is None else (
+        isinstance(rng["pixels"], torch.Tensor) and rng["pixels"].shape == run.pixels.get_state().shape), "random state")
+    need(isinstance(rng["cuda"], list) and all(isinstance(t, torch.Tensor) for t in rng["cuda"]), "random state")
+    history = state["history"]
+    need(isinstance(history, dict) and history.keys() == {"rows", "codes", "last_train"}, "history")
+    columns = ["epoch", "beta", *(f"{split}_{name}" for split in ("train", "test") for name in TERMS)]
+    rows = history["rows"]
+    need(isinstance(rows, list) and len(rows) == epoch + 1 and all(
+        isinstance(row, dict) and list(row) == columns and row["epoch"] == number and all(
+            type(row[key]) is float and math.isfinite(row[key]) for key in columns[1:])
+        for number, row in enumerate(rows)), "history")
+    need(isinstance(history["last_train"], dict) and list(history["last_train"]) == list(TERMS), "history")
+    codes, keep = history["codes"], run.history.keep
+    need(isinstance(codes, dict) and set(codes) == {e for e in range(epoch + 1) if keep is None or e in keep}, "codes")
+    d = run.model.d
+    for pair in codes.values():
+        need(isinstance(pair, tuple) and len(pair) == 2, "codes")
+        tensors(list(pair), [torch.Size([n_test, d])] * 2, "codes", torch.float32)
+
+
 def start_run(params, pixels: int, device: torch.device) -> Run:
     """A run at epoch 0: everything seeded from params.seed."""
     seed_everything(params.seed)
@@ -227,19 +281,30 @@ def start_run(params, pixels: int, device: torch.device) -> Run:
                History(keep=kept_epochs(params.epochs)))
 
 
-def resume(params, pixels: int, device: torch.device, checkpoints: Checkpoints) -> tuple[Run, int]:
+def resume(params, pixels: int, n_test: int, device: torch.device, checkpoints: Checkpoints) -> tuple[Run, int]:
     """The run as its checkpoint left it and the first epoch still to train; a fresh run
     (epoch 0) when there is none or it does not fit (then set aside)."""
     run = start_run(params, pixels, device)
     saved = checkpoints.load()
     if saved is None:
         return run, 0
-    epoch, state = saved
+    epoch, state, made_on = saved
+    differences = fingerprint.differences(fingerprint.machine(device), made_on)
+    if differences and not params.train.resume_across_machines:
+        print(f"warning: the checkpoint of epoch {epoch} ({checkpoints.path}) was made on another kind of machine "
+              f"({'; '.join(differences)}), whose bits differ: not resumed, training starts from epoch 0 "
+              "(train.resume_across_machines: true resumes it anyway)", file=sys.stderr)
+        return run, 0
     try:
-        run.restore(state)
-    except (ValueError, KeyError, TypeError, RuntimeError) as error:
+        run.restore(state, epoch, params.epochs, n_test)
+    except (ValueError, KeyError, TypeError, RuntimeError, AttributeError, IndexError) as error:
         checkpoints.set_aside(error)
         return start_run(params, pixels, device), 0
+    if differences:
+        run.history.resumed_across = {"epoch": epoch, "machine": made_on}
+        print(f"warning: resuming the checkpoint of epoch {epoch}, made on another kind of machine "
+              f"({'; '.join(differences)}): this run's bits are neither machine's; metrics/machine.json says so",
+              file=sys.stderr)
     print(f"resuming from the checkpoint of epoch {epoch} ({checkpoints.path})", file=sys.stderr)
     return run, epoch + 1
 
@@ -254,7 +319,7 @@ def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool =
     if checkpoints is None:
         run, first = start_run(params, train_x.shape[1], device), 0
     else:
-        run, first = resume(params, train_x.shape[1], device, checkpoints)
+        run, first = resume(params, train_x.shape[1], len(test_x), device, checkpoints)
         if first > 0 and on_epoch is not None:
             on_epoch(run.history, run.model)
     model, optimizer, history = run.model, run.optimizer, run.history
@@ -278,7 +343,7 @@ def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool =
         if on_epoch is not None:
             on_epoch(history, model)
         if checkpoints is not None and checkpoints.due(epoch) and epoch < params.epochs:
-            checkpoints.save(epoch, run.state())
+            checkpoints.save(epoch, run.state(), fingerprint.machine(device))
     return model, history
 
 
