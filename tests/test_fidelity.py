@@ -1,7 +1,8 @@
 """The run of record: the default pipeline on the whole real MNIST lands where the course
 notebook's published runs land at epoch 10 (test loss with z = μ 97.8–98.9 nats, train loss
 107.8–108.1), each with 1 % slack, and the scoring classifier reaches 98 %; and it gives
-the dvc.lock and metrics committed on main as the run of record."""
+the dvc.lock and metrics committed on main as the run of record: the same bits on a machine
+with the record's fingerprint, within the seeds' spread on any other."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, dvc, make_repo
+from vaepipe.fingerprint import differences
 from vaepipe.params import dotted
 from test_pipeline import STAGES, ran
 
@@ -19,6 +21,7 @@ pytestmark = pytest.mark.e2e
 
 PUBLISHED = {"test_loss": (97.8, 98.9), "train_loss": (107.8, 108.1)}
 SLACK = 0.01
+SPREADS = 5  # another machine's run differs from the record's as another seed's would: by a few std
 
 
 def within(value: float, low: float, high: float) -> bool:
@@ -47,20 +50,33 @@ def test_default_pipeline_on_full_mnist_lands_on_the_notebooks_numbers(mnist, tm
     assert within(train_loss, *PUBLISHED["train_loss"]), train_loss
     assert accuracy >= 0.98
 
-    # the run of record committed on main is this run: the same params and the same outputs
-    # (bit for bit on this machine; to float tolerance on another CPU family)
+    # the run of record committed on main is this run: the same params, and the same outputs
+    # bit for bit where this machine's fingerprint is the record's (metrics/machine.json);
+    # elsewhere within the spread that training itself has (docs/spread.json: five seeds)
     committed, made = (yaml.safe_load((root / "dvc.lock").read_text())["stages"] for root in (ROOT, repo))
     assert {name: stage.get("params") for name, stage in committed.items()} == \
         {name: stage.get("params") for name, stage in made.items()}
-    identical = []
-    for name in ("train", "eval", "latent", "classifier"):
-        ours, theirs = (dotted(json.loads((root / f"metrics/{name}.json").read_text())) for root in (repo, ROOT))
-        assert ours.keys() == theirs.keys()
-        for key, value in ours.items():
-            if isinstance(value, str):  # test.likelihood
-                assert value == theirs[key], key
-            else:
-                assert value == pytest.approx(theirs[key], rel=1e-3), key
-        identical.append(ours == theirs)
+    here, record = (json.loads((root / "metrics/machine.json").read_text())["machine"] for root in (repo, ROOT))
+    ours, theirs = ({key: value for name in ("train", "eval", "latent", "classifier")
+                     for key, value in dotted(json.loads((root / f"metrics/{name}.json").read_text())).items()}
+                    for root in (repo, ROOT))
+    assert ours.keys() == theirs.keys()
+    if here == record:
+        with capsys.disabled():
+            print(f"this machine is the record's ({record['isa']}, {record['threads']} threads): checking bits")
+        assert ours == theirs
+        assert outs(made) == outs(committed)
+        return
+    spread = json.loads((ROOT / "docs/spread.json").read_text())["metrics"]
     with capsys.disabled():
-        print(f"committed run of record: metrics {'bit-identical' if all(identical) else 'within 0.1 %'}")
+        print(f"another machine than the record's ({'; '.join(differences(here, record))}): checking that every "
+              f"metric lies within {SPREADS} standard deviations of the seeds' spread of the record's")
+    for key, value in ours.items():
+        if isinstance(value, str):  # test.likelihood
+            assert value == theirs[key], key
+        elif key in spread:
+            assert abs(value - theirs[key]) <= SPREADS * spread[key]["std"], (key, value, theirs[key])
+
+
+def outs(stages: dict) -> dict:
+    return {(name, out["path"]): out["md5"] for name, stage in stages.items() for out in stage.get("outs", [])}

@@ -70,4 +70,5 @@ def test_train_lists_every_train_param_but_how_it_checkpoints():
     from vaepipe.params import TrainParams
 
     listed = {name for name in STAGES["train"]["params"] if name.startswith("train")}
-    assert listed == {f"train.{field}" for field in TrainParams.__dataclass_fields__} - {"train.checkpoint_every", "train.resume_across_machines"}
+    unkeyed = {"train.checkpoint_every", "train.resume_across_machines"}
+    assert listed == {f"train.{field}" for field in TrainParams.__dataclass_fields__} - unkeyed

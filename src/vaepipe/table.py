@@ -69,10 +69,12 @@ def sweep(frame: pd.DataFrame, metrics: list[str] = METRICS) -> tuple[pd.DataFra
     (those that some run has), with flat column names; and the names of those params."""
     if frame.empty:
         return pd.DataFrame(), []
-    params = frame["params"]
+    kinds = frame.columns.get_level_values(0)
+    params, measured = (frame[kind] if kind in kinds else pd.DataFrame(index=frame.index)
+                        for kind in ("params", "metrics"))
     varying = [key for key in params if params[key].astype(str).nunique(dropna=False) > 1]
-    shown = [key for key in metrics if key in frame["metrics"]]
-    table = pd.concat([params[varying], frame["metrics"][shown]], axis=1)
+    shown = [key for key in metrics if key in measured]
+    table = pd.concat([params[varying], measured[shown]], axis=1)
     return (table.sort_values(varying, kind="stable", na_position="first") if varying else table), varying
 
 

@@ -241,7 +241,8 @@ def check_state(state, run: Run, epoch: int, epochs: int, n_test: int) -> None:
     need(all(bool((v >= 0).all()) for v in adam["exp_avg_sqs"]), "optimizer")
     tensors([adam["step"]], [torch.Size([])], "optimizer step")
     rng = state["rng"]
-    need(isinstance(rng, dict) and rng.keys() == {"python", "numpy", "torch", "cuda", "order", "pixels"}, "random state")
+    need(isinstance(rng, dict) and rng.keys() == {"python", "numpy", "torch", "cuda", "order", "pixels"},
+         "random state")
     try:
         random.Random().setstate(rng["python"])
         keys, *rest = rng["numpy"]
@@ -250,8 +251,9 @@ def check_state(state, run: Run, epoch: int, epochs: int, n_test: int) -> None:
         raise ValueError("its random state is not what this run saves") from error
     tensors([rng["torch"], rng["order"]], [torch.get_rng_state().shape, run.order.get_state().shape],
             "random state", torch.uint8)
-    need(rng["pixels"] is None if run.pixels is None else (
-        isinstance(rng["pixels"], torch.Tensor) and rng["pixels"].shape == run.pixels.get_state().shape), "random state")
+    pixels = rng["pixels"]
+    need(pixels is None if run.pixels is None else (
+        isinstance(pixels, torch.Tensor) and pixels.shape == run.pixels.get_state().shape), "random state")
     need(isinstance(rng["cuda"], list) and all(isinstance(t, torch.Tensor) for t in rng["cuda"]), "random state")
     history = state["history"]
     need(isinstance(history, dict) and history.keys() == {"rows", "codes", "last_train"}, "history")
