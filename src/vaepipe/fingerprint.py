@@ -12,6 +12,7 @@ claim of "the same bits" is made only between runs with the same fingerprint
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import re
@@ -21,15 +22,22 @@ BIT_SETTINGS = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "M
                 "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 
 
-def cpu_model() -> str:
+def cpu_info() -> dict:
+    """The first CPU's model, cache size and instruction-set flags (a digest): a virtual
+    machine may call two CPUs "AMD EPYC" whose caches and flags differ, and oneDNN and MKL
+    choose their kernels and blockings by those."""
+    found = {}
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
+                key, _, value = (part.strip() for part in line.partition(":"))
+                if key in ("model name", "cache size", "flags") and key not in found:
+                    found[key] = value
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return {"cpu": found.get("model name") or platform.processor() or platform.machine(),
+            "cache": found.get("cache size", "unknown"),
+            "flags": hashlib.sha256(found.get("flags", "").encode()).hexdigest()[:12]}
 
 
 def _built_with(pattern: str) -> str:
@@ -44,7 +52,7 @@ def machine(device=None) -> dict:
     import numpy as np
     import torch
 
-    found = {"isa": torch.backends.cpu.get_cpu_capability(), "cpu": cpu_model(), "threads": torch.get_num_threads(),
+    found = {"isa": torch.backends.cpu.get_cpu_capability(), **cpu_info(), "threads": torch.get_num_threads(),
              "torch": str(torch.__version__), "numpy": np.__version__,  # TorchVersion: a str subclass
              "mkl": _built_with(r"Math Kernel Library Version ([^\n]+?) for"),
              "onednn": _built_with(r"MKL-DNN (v[\d.]+)"), "device": "cpu"}
