@@ -32,9 +32,9 @@ def test_skypilots_loader_accepts_the_task():
         pytest.skip("SkyPilot is not installed: `make sky` (.ci/run does)")
     check = f"""
 import json, sky, yaml
-task = sky.Task.from_yaml({str(TASK)!r})
 overridden = sky.Task.from_yaml_config(yaml.safe_load(open({str(TASK)!r})),
                                        env_overrides=[("PARAMS", "beta=2 d=10"), ("CHECKPOINT_BUCKET", "team-ckpt")])
+task = overridden  # the task names no bucket: a launch without one is refused (test_secrets.py)
 mount = overridden.storage_mounts["/checkpoints"]
 (resources,) = task.resources
 print(json.dumps({{"envs": overridden.envs, "secrets": {{k: v.get_secret_value() for k, v in task.secrets.items()}},
@@ -127,7 +127,7 @@ def section_env(team: Path, **envs) -> dict:
     identity of its own and the checkpoint bucket mounted at team/bucket."""
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("GIT_", "PYTHON", "VIRTUAL_ENV", "VAEPIPE_"))}
-    env.update(TASK_CONFIG["envs"])
+    env.update(TASK_CONFIG["envs"], CHECKPOINT_BUCKET="team-ckpt")  # the launch names the bucket (required)
     env.update(TASK_CONFIG["secrets"])
     home = team / "home"
     home.mkdir(exist_ok=True)
