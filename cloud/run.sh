@@ -42,7 +42,7 @@ if [ -n "$git_token" ]; then
     # shellcheck disable=SC2016  # $GIT_TOKEN is expanded by git's shell, when it asks
     pushing+=(GIT_TOKEN="$git_token" GIT_CONFIG_COUNT=1 "GIT_CONFIG_KEY_0=credential.https://${BASH_REMATCH[2]}.helper"
       'GIT_CONFIG_VALUE_0=!f() { echo username=x-access-token; echo "password=$GIT_TOKEN"; }; f')
-  else
+  elif [ -n "$url" ]; then
     echo "warning: GIT_TOKEN is given only to an https:// git remote; '${GIT_REMOTE}' is not one" >&2
   fi
 fi
