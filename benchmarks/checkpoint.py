@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 from conftest import parse_with_mnist  # noqa: E402
 from vaepipe.checkpoint import Checkpoints  # noqa: E402
+from vaepipe.fingerprint import machine  # noqa: E402
 from vaepipe.idx import read_split  # noqa: E402
 from vaepipe.metrics import score  # noqa: E402
 from vaepipe.params import load_params  # noqa: E402
@@ -46,7 +47,7 @@ def main() -> None:
     run = start_run(params, train_x.shape[1], torch.device("cpu"))
     options = {"beta": params.trained_beta, "likelihood": params.train.likelihood}
     with tempfile.TemporaryDirectory(dir=args.store) as store:
-        checkpoints = Checkpoints("0" * 64, 1, Path(store))
+        checkpoints = Checkpoints("0" * 64, 1, machine(), Path(store))
         times = {False: [], True: []}
         saves, epoch = [], 0
         for _ in range(args.rounds):

@@ -23,7 +23,8 @@ def main(params):
                               params.activation, params.arch, device="meta"))
     check_fits(training_needs(network, params.d, params.train.batch_size, params.epochs, n_train, n_test, pixels),
                device)
-    checkpoints = Checkpoints(run_key(params, [train_path, test_path], device), params.train.checkpoint_every)
+    here = machine(device)
+    checkpoints = Checkpoints(run_key(params, [train_path, test_path], device), params.train.checkpoint_every, here)
     binarized = params.data.binarize
     train_x = training_images(train_path, device, drawn_once=binarized == "static")
     test_x, test_labels = training_images(test_path, device, drawn_once=binarized != "none"), load_split(test_path)[1]
@@ -38,7 +39,7 @@ def main(params):
         raise
     save_snapshots(SNAPSHOTS, history.codes, test_labels)
     save_model(MODEL, model, {"beta": params.trained_beta, "binarize": params.data.binarize})
-    write_json(MACHINE, {"machine": machine(device)} | (
+    write_json(MACHINE, {"machine": here} | (
         {"resumed_across_machines": history.resumed_across} if history.resumed_across else {}))
     checkpoints.remove()
 

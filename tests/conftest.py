@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.server
+import io
 import os
 import secrets
 import shutil
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import zipfile
 import time
 from pathlib import Path
 
@@ -130,6 +132,30 @@ def refused_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}/"
+
+
+LOAD_AND_MEASURE = ("import resource, sys\nfrom vaepipe.api import load\nfrom vaepipe.errors import UserError\n"
+                    "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+                    "try:\n    load(sys.argv[1])\nexcept UserError as error:\n    print('refused:', error)\n"
+                    "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n")
+
+
+def load_in_fresh_process(path: Path) -> tuple[str, int, str]:
+    """`api.load(path)` in a process of its own: what it printed (`refused: …` for a
+    UserError), how many MB its peak memory grew by, and its stderr."""
+    result = subprocess.run([sys.executable, "-c", LOAD_AND_MEASURE, str(path)], capture_output=True, text=True,
+                            env=stage_env())
+    said, grown_mb = result.stdout.splitlines()
+    return said, int(grown_mb), result.stderr
+
+
+def deflated(archive: bytes) -> bytes:
+    """A zip archive (torch.save's) with every entry compressed: a decompression bomb's form."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(archive)) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for entry in source.infolist():
+            target.writestr(entry.filename, source.read(entry))
+    return out.getvalue()
 
 
 def set_params(folder: Path, **changes) -> None:

@@ -20,7 +20,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import BIN, ROOT, dvc, make_repo, run_stage, set_params, stage_env
+from conftest import BIN, ROOT, dvc, load_in_fresh_process, make_repo, run_stage, set_params, stage_env
 from vaepipe.errors import UserError
 from vaepipe.markdown import escape, unsafe_links
 
@@ -140,14 +140,9 @@ def test_a_checkpoint_asking_for_a_huge_model_costs_no_memory(tmp_path):
     path = _checkpoint(tmp_path, {"state_dict": {"encoder.0.weight": torch.zeros(1, 784)},
                                   "hparams": {**HPARAMS, "hidden": [8192] * 3}})
     assert path.stat().st_size < 10_000
-    script = ("import resource, sys\nfrom vaepipe.api import load\nfrom vaepipe.errors import UserError\n"
-              "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-              "try:\n    load(sys.argv[1])\nexcept UserError as error:\n    print('refused:', error)\n"
-              "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n")
-    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, env=stage_env())
-    refused, grown_mb = result.stdout.splitlines()
-    assert refused.startswith("refused:") and "hidden" not in result.stderr, result.stderr
-    assert int(grown_mb) < 100, f"loading grew the process by {grown_mb} MB"
+    refused, grown_mb, stderr = load_in_fresh_process(path)
+    assert refused.startswith("refused:") and "hidden" not in stderr, stderr
+    assert grown_mb < 100, f"loading grew the process by {grown_mb} MB"
 
 
 def test_a_checkpoint_of_this_project_still_loads(tmp_path):

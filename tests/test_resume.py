@@ -14,13 +14,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import Mirror, make_repo, set_params, write_dataset
+from conftest import Mirror, deflated, make_repo, set_params, write_dataset
 
 EPOCHS, STEPS_PER_EPOCH = 4, 32  # 2000 training images in batches of 64
 OUTPUTS = ("models/model.pt", "models/snapshots", "metrics/train.json", "plots/training.csv", "metrics/machine.json")
@@ -189,13 +188,8 @@ def planted(path: Path, saved: dict, *, compressed: bool = False, key: str | Non
     buffer = io.BytesIO()
     torch.save(saved, buffer)
     archive = buffer.getvalue()
-    if compressed:  # every entry deflated: a zip bomb's form
-        with zipfile.ZipFile(io.BytesIO(archive)) as source:
-            out = io.BytesIO()
-            with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
-                for entry in source.infolist():
-                    target.writestr(entry.filename, source.read(entry))
-            archive = out.getvalue()
+    if compressed:
+        archive = deflated(archive)
     if key is None:
         signature = path.read_bytes()[len(MAGIC):len(MAGIC) + MAC_BYTES]
     else:

@@ -10,7 +10,6 @@ import io
 import os
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,8 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import BIN, ROOT, Mirror, dvc, git, make_repo, run_stage, set_params, stage_env, write_dataset
+from conftest import (BIN, ROOT, Mirror, deflated, dvc, git, load_in_fresh_process, make_repo, run_stage, set_params,
+                      stage_env, write_dataset)
 from vaepipe.errors import UserError
 from vaepipe.params import load_params
 
@@ -96,19 +96,11 @@ def test_a_compressed_model_file_is_refused_before_it_inflates(tmp_path):
     buffer = io.BytesIO()
     torch.save({"state_dict": {"encoder.0.weight": torch.zeros(50_000_000)}, "hparams": {}}, buffer)
     bomb = tmp_path / "model.pt"
-    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as source, \
-            zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as target:
-        for entry in source.infolist():
-            target.writestr(entry.filename, source.read(entry))
+    bomb.write_bytes(deflated(buffer.getvalue()))
     assert bomb.stat().st_size < 1_000_000
-    script = ("import resource, sys\nfrom vaepipe.api import load\nfrom vaepipe.errors import UserError\n"
-              "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-              "try:\n    load(sys.argv[1])\nexcept UserError as error:\n    print('refused:', error)\n"
-              "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n")
-    result = subprocess.run([sys.executable, "-c", script, str(bomb)], capture_output=True, text=True, env=stage_env())
-    refused, grown_mb = result.stdout.splitlines()
-    assert refused.startswith("refused:") and "compressed" in refused, result.stderr
-    assert int(grown_mb) < 50, f"loading grew the process by {grown_mb} MB"
+    refused, grown_mb, stderr = load_in_fresh_process(bomb)
+    assert refused.startswith("refused:") and "compressed" in refused, stderr
+    assert grown_mb < 50, f"loading grew the process by {grown_mb} MB"
 
 
 @pytest.mark.e2e

@@ -103,10 +103,11 @@ class Checkpoints:
     user's secret, removed when done. One run at a time holds a key's checkpoint (a lock
     file beside it); another run with the same key trains without checkpoints."""
 
-    def __init__(self, key: str, every: int, folder: Path | None = None):
+    def __init__(self, key: str, every: int, machine: dict, folder: Path | None = None):
         self.folder = Path(folder) if folder is not None else store()
         self.path = self.folder / f"train-{key[:32]}.pt"
         self.key, self.every = key, every
+        self.machine = machine  # this machine's fingerprint: saved with each checkpoint
         self.saved_epoch: int | None = None
         self._lock: int | None = None
 
@@ -121,12 +122,11 @@ class Checkpoints:
             mac.update(chunk)
         return mac.digest()
 
-    def save(self, epoch: int, state: dict, machine: dict) -> None:
-        import torch  # here: the module's key and store are read where PyTorch is not needed
-
+    def save(self, epoch: int, state: dict) -> None:
         with atomic_path(self.path) as tmp, open(tmp, "w+b") as stream:
             stream.write(MAGIC + bytes(MAC_BYTES))
-            torch.save({"format": FORMAT, "key": self.key, "epoch": epoch, "machine": machine, "state": state}, stream)
+            torch.save({"format": FORMAT, "key": self.key, "epoch": epoch, "machine": self.machine, "state": state},
+                       stream)
             mac = self._mac(stream, len(MAGIC) + MAC_BYTES)
             stream.seek(len(MAGIC))
             stream.write(mac)
@@ -187,8 +187,6 @@ class Checkpoints:
         return epoch, state, machine
 
     def _read(self) -> tuple[int, dict, dict]:
-        import torch
-
         if not self.path.is_file() or self.path.is_symlink():
             raise ValueError("not a regular file")
         with open(self.path, "rb") as stream:

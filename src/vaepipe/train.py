@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from vaepipe.atomic import write_csv, write_json
-from vaepipe import fingerprint
+from vaepipe.fingerprint import differences as machine_differences
 from vaepipe.backprop import loss_and_gradients
 from vaepipe.checkpoint import Checkpoints
 from vaepipe.data import RESIDENT_BYTES, as_modelled, binarize, unit
@@ -291,7 +291,7 @@ def resume(params, pixels: int, n_test: int, device: torch.device, checkpoints: 
     if saved is None:
         return run, 0
     epoch, state, made_on = saved
-    differences = fingerprint.differences(fingerprint.machine(device), made_on)
+    differences = machine_differences(checkpoints.machine, made_on)
     if differences and not params.train.resume_across_machines:
         print(f"warning: the checkpoint of epoch {epoch} ({checkpoints.path}) was made on another kind of machine "
               f"({'; '.join(differences)}), whose bits differ: not resumed, training starts from epoch 0 "
@@ -345,7 +345,7 @@ def fit(params, train_x: torch.Tensor, test_x: torch.Tensor, *, progress: bool =
         if on_epoch is not None:
             on_epoch(history, model)
         if checkpoints is not None and checkpoints.due(epoch) and epoch < params.epochs:
-            checkpoints.save(epoch, run.state(), fingerprint.machine(device))
+            checkpoints.save(epoch, run.state())
     return model, history
 
 
