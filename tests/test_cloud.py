@@ -122,6 +122,18 @@ def machine(team: Path, name: str) -> Path:
     return folder
 
 
+def environments_under(folder: Path) -> list[tuple[bytes, bytes]]:
+    """(command line, environment) of every process working in `folder`, read from /proc."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")) == folder.resolve():
+                found.append(((proc / "cmdline").read_bytes(), (proc / "environ").read_bytes()))
+        except OSError:  # ended meanwhile, or not ours
+            continue
+    return found
+
+
 def section_env(team: Path, **envs) -> dict:
     """The task's envs (as the launch overrides them) and secrets, on a machine with no git
     identity of its own and the checkpoint bucket mounted at team/bucket."""
@@ -189,8 +201,16 @@ def test_the_task_on_remote_machines_pushes_an_experiment_and_resumes_after_pree
     deadline = time.monotonic() + 600
     while not list(bucket.glob("train-*.pt")) and running.poll() is None and time.monotonic() < deadline:
         time.sleep(0.002)
+    seen = environments_under(preempted)
     os.killpg(running.pid, signal.SIGKILL)
     running.communicate()
+    # the git credential reaches the pushes only: neither DVC nor the train stage holds it (run.sh's
+    # own shell, which takes it out of its environment, still shows it in /proc as it was started)
+    run = [(command, environ) for command, environ in seen if b"python" in command]
+    assert any(b"stages/train.py" in command for command, _ in run), "the train stage was running"
+    assert any(b"dvc" in command for command, _ in run), "dvc exp run was running"
+    assert not [command for command, environ in run if SECRET.encode() in environ]
+    assert all(CHECKPOINT_SECRET.encode() in environ for command, environ in run if b"stages/train.py" in command)
     assert len(list(bucket.glob("train-*.pt"))) == 1, "killed after a checkpoint was saved"
 
     # the job comes back on a new machine, which resumes from the bucket
