@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 RUNTIME := node_modules/.installed
 EXTRAS ?= test
 
-.PHONY: install run test bench review share explore sky cloud-sweep cloud-results
+.PHONY: install run test test-fast bench review share explore sky cloud-sweep cloud-results
 BASE ?= main
 
 install: $(INSTALLED) $(RUNTIME)
@@ -29,7 +29,12 @@ run: install
 
 test: install
 	$(BIN)/ruff check src stages tests benchmarks experiments
-	PATH="$(CURDIR)/$(BIN):$$PATH" pytest
+	PATH="$(CURDIR)/$(BIN):$$PATH" pytest --durations=15
+
+# the edit-test loop: everything but the end-to-end tests (real dvc and git in temporary repositories)
+test-fast: install
+	$(BIN)/ruff check src stages tests benchmarks experiments
+	PATH="$(CURDIR)/$(BIN):$$PATH" pytest -m "not e2e" --durations=15
 
 # the whole pipeline REPEATS times between runs of the notebook's recipe: one run's ratio
 # moves by 10-20 % with a shared machine's speed
@@ -46,19 +51,19 @@ bench: $(INSTALLED)
 # command as an environment variable, quoted, never pasted into the shell's text.
 export BASE
 review: $(INSTALLED)
-	PATH="$(CURDIR)/$(BIN):$$PATH" python -m vaepipe.review --out review -- "$$BASE"
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m vaepipe.runs.review --out review -- "$$BASE"
 
 # every run this machine made, to the default DVC remote: teammates' `dvc exp run --pull` restores it
 share: $(INSTALLED)
-	PATH="$(CURDIR)/$(BIN):$$PATH" python -m vaepipe.share
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m vaepipe.runs.share
 
 # the explorer of the workspace's run (`dvc repro explore` makes it), served on 127.0.0.1 only, to
-# requests addressed to 127.0.0.1 or localhost (vaepipe.serve: no DNS rebinding)
+# requests addressed to 127.0.0.1 or localhost (vaepipe.explorer.serve: no DNS rebinding)
 PORT ?= 8000
 explore: $(INSTALLED)
 	@test -f explorer/index.html || { echo "error: explorer/ not found: run \`dvc repro explore\` first" >&2; exit 1; }
 	@echo "explorer: http://127.0.0.1:$(PORT)/ (Ctrl-C stops it)"
-	@$(BIN)/python -m vaepipe.serve explorer --port "$(PORT)"
+	@$(BIN)/python -m vaepipe.explorer.serve explorer --port "$(PORT)"
 
 # SkyPilot, which launches runs on clouds, Kubernetes or Slurm (docs/cloud.md), in an
 # environment of its own: it pins click below 8.2, DVC's needs 8.5
@@ -74,11 +79,11 @@ sky: $(SKY_VENV)/.installed
 # as an environment variable, never pasted into the shell's text
 export PARAMS SKY_ARGS
 cloud-sweep: $(INSTALLED) $(SKY_VENV)/.installed
-	SKY="$(CURDIR)/$(SKY_VENV)/bin/sky" $(BIN)/python -m vaepipe.cloud "$$PARAMS" -- $$SKY_ARGS
+	SKY="$(CURDIR)/$(SKY_VENV)/bin/sky" $(BIN)/python -m vaepipe.runs.cloud "$$PARAMS" -- $$SKY_ARGS
 
 # every experiment pushed from this commit, fetched with its outputs and shown as one table
 GIT_REMOTE ?= origin
 export GIT_REMOTE
 cloud-results: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc exp pull "$$GIT_REMOTE"
-	PATH="$(CURDIR)/$(BIN):$$PATH" python -m vaepipe.table
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m vaepipe.runs.table

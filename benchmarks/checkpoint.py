@@ -25,14 +25,14 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
-from conftest import parse_with_mnist  # noqa: E402
-from vaepipe.checkpoint import Checkpoints  # noqa: E402
+from support import parse_with_mnist  # noqa: E402
+from vaepipe.training.checkpoint import Checkpoints  # noqa: E402
 from vaepipe.fingerprint import machine  # noqa: E402
-from vaepipe.idx import read_split  # noqa: E402
-from vaepipe.metrics import score  # noqa: E402
+from vaepipe.data.idx import read_split  # noqa: E402
+from vaepipe.evaluation.metrics import score  # noqa: E402
 from vaepipe.params import load_params  # noqa: E402
 from vaepipe.stage import keep_freed_memory  # noqa: E402
-from vaepipe.train import start_run, train_epoch  # noqa: E402
+from vaepipe.training.loop import start_run, train_epoch  # noqa: E402
 
 
 def main() -> None:

@@ -28,8 +28,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_speed import D, data_source, project_epoch, raw_folder, reference_epoch, timed  # noqa: E402
-from vaepipe.idx import read_split  # noqa: E402
-from vaepipe.model import VAE  # noqa: E402
+from vaepipe.data.idx import read_split  # noqa: E402
+from vaepipe.model.vae import VAE  # noqa: E402
 from vaepipe.stage import keep_freed_memory  # noqa: E402
 
 BATCH = 256

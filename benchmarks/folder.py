@@ -1,5 +1,5 @@
 """Converting a folder of images (`data.dataset: folder`): the whole MNIST written out as
-70 000 PNGs (one sub-folder per digit), then read back by `vaepipe.folder.read_folder` in
+70 000 PNGs (one sub-folder per digit), then read back by `vaepipe.data.folder.read_folder` in
 one process and across every core, with the time per 10 000 images.
 
     python benchmarks/folder.py [--mnist ../shared/data/mnist]
@@ -19,9 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "src"))
-from conftest import parse_with_mnist  # noqa: E402
-from vaepipe.folder import PARALLEL_FROM, read_folder  # noqa: E402
-from vaepipe.pngs import write_pngs  # noqa: E402
+from support import parse_with_mnist  # noqa: E402
+from vaepipe.data.folder import PARALLEL_FROM, read_folder  # noqa: E402
+from vaepipe.data.pngs import write_pngs  # noqa: E402
 
 
 def timed(folder: Path, workers: int) -> float:

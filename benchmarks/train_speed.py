@@ -34,12 +34,12 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
-from conftest import find_mnist  # noqa: E402
+from support import find_mnist  # noqa: E402
 from vaepipe.stage import keep_freed_memory  # noqa: E402
 from vaepipe.layout import FILES  # noqa: E402
-from vaepipe.idx import read_split, write_idx  # noqa: E402
-from vaepipe.model import VAE  # noqa: E402
-from vaepipe.train import make_optimizer, train_epoch  # noqa: E402
+from vaepipe.data.idx import read_split, write_idx  # noqa: E402
+from vaepipe.model.vae import VAE  # noqa: E402
+from vaepipe.training.loop import make_optimizer, train_epoch  # noqa: E402
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 D = 20

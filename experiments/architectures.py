@@ -21,7 +21,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import find_mnist  # noqa: E402
+from support import find_mnist  # noqa: E402
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 COLUMNS = ("test.loss", "test.iw_nll", "test.bits_per_dim", "samples.fd")

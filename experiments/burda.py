@@ -24,12 +24,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "src"))
-from conftest import parse_with_mnist, set_params  # noqa: E402
-from vaepipe.data import as_modelled, unit  # noqa: E402
-from vaepipe.idx import read_split  # noqa: E402
-from vaepipe.metrics import decoder_log_likelihood, encode_all, iw_nll  # noqa: E402
+from support import parse_with_mnist, set_params  # noqa: E402
+from vaepipe.data.splits import as_modelled, unit  # noqa: E402
+from vaepipe.data.idx import read_split  # noqa: E402
+from vaepipe.evaluation.metrics import decoder_log_likelihood, encode_all, iw_nll  # noqa: E402
 from vaepipe.params import load_params  # noqa: E402
-from vaepipe.train import fit, lr_at  # noqa: E402
+from vaepipe.training.loop import fit, lr_at  # noqa: E402
 
 RECIPE = dict(d=50, hidden=[200, 200], activation="tanh", train__batch_size=20, train__lr=0.001,
               train__adam_eps=1e-4, train__schedule="burda", data__binarize="dynamic", train__device="cpu")

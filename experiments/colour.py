@@ -26,9 +26,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "src"))
-from conftest import CHROMIUM, FLAGS, find_mnist, in_repo, serving  # noqa: E402
+from support import CHROMIUM, FLAGS, find_mnist, in_repo, serving  # noqa: E402
 from test_colour import SIDE, tinted  # noqa: E402
-from vaepipe.idx import read_split  # noqa: E402
+from vaepipe.data.idx import read_split  # noqa: E402
 
 
 def tinted_mnist(mnist: Path, folder: Path, counts: dict[str, int]) -> None:
@@ -81,8 +81,8 @@ def main() -> None:
         for name in ("eval", "classifier"):
             print(name, (folder / "metrics" / f"{name}.json").read_text().strip())
         given, rebuilt = np.array(json.loads(in_repo(folder, """import json, torch
-from vaepipe.data import load_split, unit
-from vaepipe.model import load_model
+from vaepipe.data.splits import load_split, unit
+from vaepipe.model.vae import load_model
 model, _ = load_model('models/model.pt')
 x = unit(load_split('data/normalized/test.pt')[0])
 with torch.no_grad():

@@ -23,7 +23,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "src"))
-from conftest import find_mnist  # noqa: E402
+from support import find_mnist  # noqa: E402
 from vaepipe.atomic import write_json  # noqa: E402
 from vaepipe.fingerprint import machine  # noqa: E402
 from vaepipe.params import dotted  # noqa: E402

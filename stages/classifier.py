@@ -4,13 +4,13 @@
 import sys
 
 from vaepipe.atomic import write_json
-from vaepipe.classifier import accuracy, classifier_needs, save_classifier, train_classifier
+from vaepipe.evaluation.classifier import accuracy, classifier_needs, save_classifier, train_classifier
 from vaepipe.stage import require, run_stage
-from vaepipe.data import load_split, split_shape
+from vaepipe.data.splits import load_split, split_shape
 from vaepipe.layout import class_names
 from vaepipe.outputs import CLASSES, CLASSIFIER, METRICS, normalized
 from vaepipe.resources import check_fits
-from vaepipe.device import pick_device
+from vaepipe.model.device import pick_device
 
 
 def main(params):

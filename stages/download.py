@@ -3,7 +3,7 @@
 
 from vaepipe.atomic import atomic_path
 from vaepipe.stage import run_stage
-from vaepipe.download import download
+from vaepipe.data.download import download
 from vaepipe.outputs import RAW
 
 

@@ -3,14 +3,14 @@
 import torch
 
 from vaepipe.atomic import write_csv, write_json
-from vaepipe.classifier import load_classifier, sample_quality, scoring_needs
+from vaepipe.evaluation.classifier import load_classifier, sample_quality, scoring_needs
 from vaepipe.stage import require, run_stage
-from vaepipe.data import as_modelled, load_split, split_length
-from vaepipe.metrics import bound_needs, test_report
-from vaepipe.model import footprint, load_model
+from vaepipe.data.splits import as_modelled, load_split, split_length
+from vaepipe.evaluation.metrics import bound_needs, test_report
+from vaepipe.model.vae import footprint, load_model
 from vaepipe.outputs import CLASSIFIER, METRICS, MODEL, PLOTS, normalized
 from vaepipe.resources import check_fits
-from vaepipe.device import pick_device
+from vaepipe.model.device import pick_device
 
 
 def main(params):

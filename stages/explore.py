@@ -4,12 +4,12 @@
 import dataclasses
 
 from vaepipe.stage import require, run_stage
-from vaepipe.explorer import build, read_json
+from vaepipe.explorer.build import build, read_json
 from vaepipe.params import dotted
 from vaepipe.layout import class_names
 from vaepipe.outputs import CLASSES, EXPLORER, METRICS, MIXTURE, ONNX, PLOTS, SNAPSHOTS, normalized
-from vaepipe.snapshots import last_epoch, load_snapshot
-from vaepipe.tensorfile import read_tensors
+from vaepipe.training.snapshots import last_epoch, load_snapshot
+from vaepipe.data.tensorfile import read_tensors
 
 # what the run is (not where its data came from or where it ran): the stage's params in dvc.yaml
 SHOWN_PARAMS = ("seed", "d", "beta", "epochs", "model", "hidden", "activation", "arch", "data.dataset", "data.channels",

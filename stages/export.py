@@ -1,8 +1,8 @@
 """Stage export: models/onnx/{encoder,decoder}.onnx, each checked against PyTorch."""
 
 from vaepipe.stage import require, run_stage
-from vaepipe.export import TOLERANCE, export
-from vaepipe.model import load_model
+from vaepipe.model.export import TOLERANCE, export
+from vaepipe.model.vae import load_model
 from vaepipe.outputs import MODEL, ONNX
 
 

@@ -1,10 +1,10 @@
 """Stage generate: plots/samples.png, plots/reconstructions.png and plots/morph.png."""
 
 from vaepipe.stage import require, run_stage
-from vaepipe.data import as_modelled, load_split
+from vaepipe.data.splits import as_modelled, load_split
 from vaepipe.layout import class_names
-from vaepipe.generation import generate_figures, generate_needs
-from vaepipe.model import footprint, load_model
+from vaepipe.figures.generation import generate_figures, generate_needs
+from vaepipe.model.vae import footprint, load_model
 from vaepipe.outputs import CLASSES, MODEL, PLOTS, normalized
 from vaepipe.resources import check_fits
 

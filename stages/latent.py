@@ -4,14 +4,14 @@ hole (samples of a mixture fitted to the posterior means, scored like prior samp
 import torch
 
 from vaepipe.atomic import write_csv, write_json
-from vaepipe.classifier import load_classifier, sample_quality, scoring_needs
+from vaepipe.evaluation.classifier import load_classifier, sample_quality, scoring_needs
 from vaepipe.stage import require, run_stage
-from vaepipe.data import as_modelled, first_images, load_split, split_length, unit
-from vaepipe.figures import sample_columns, save_digit_figure, tile
-from vaepipe.latent import (by_kl, dimension_stats, fit_mixture, latent_needs, mixture_record, sample_mixture,
+from vaepipe.data.splits import as_modelled, first_images, load_split, split_length, unit
+from vaepipe.figures.style import sample_columns, save_digit_figure, tile
+from vaepipe.figures.latent import (by_kl, dimension_stats, fit_mixture, latent_needs, mixture_record, sample_mixture,
                             save_kl_figure, save_manifold_figure, save_traversal_figure, traversal_images)
-from vaepipe.metrics import encode_all
-from vaepipe.model import footprint, load_model
+from vaepipe.evaluation.metrics import encode_all
+from vaepipe.model.vae import footprint, load_model
 from vaepipe.outputs import CLASSIFIER, METRICS, MIXTURE, MODEL, PLOTS, normalized
 from vaepipe.resources import check_fits
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 from vaepipe.atomic import atomic_path, write_json
 from vaepipe.stage import require, run_stage
-from vaepipe.folder import read_folder
-from vaepipe.idx import read_split
+from vaepipe.data.folder import read_folder
+from vaepipe.data.idx import read_split
 from vaepipe.layout import DIGITS, SPLITS
 from vaepipe.outputs import CLASSES, DATA_REPORT, FILES_USED, NORMALIZED, RAW
-from vaepipe.tensorfile import write_arrays
+from vaepipe.data.tensorfile import write_arrays
 
 
 def main(params):

@@ -2,11 +2,11 @@
 
 from vaepipe.atomic import write_csv
 from vaepipe.stage import require, run_stage
-from vaepipe.projection import projection_needs, projection_rows, save_projection_figure
+from vaepipe.figures.projection import projection_needs, projection_rows, save_projection_figure
 from vaepipe.layout import class_names
 from vaepipe.outputs import CLASSES, PLOTS, SNAPSHOTS
 from vaepipe.resources import check_fits
-from vaepipe.snapshots import figure_epochs, load_snapshot, stored_epochs
+from vaepipe.training.snapshots import figure_epochs, load_snapshot, stored_epochs
 
 
 def main(params):

@@ -1,18 +1,18 @@
 """Stage train: the model, its per-epoch history, and the test-set codes at every epoch;
-a run stopped midway resumes from its last checkpoint (`vaepipe.checkpoint`)."""
+a run stopped midway resumes from its last checkpoint (`vaepipe.training.checkpoint`)."""
 
 from vaepipe.atomic import write_json
-from vaepipe.checkpoint import Checkpoints, run_key
+from vaepipe.training.checkpoint import Checkpoints, run_key
 from vaepipe.fingerprint import machine
 from vaepipe.stage import require, run_stage
-from vaepipe.data import load_split, split_length, split_shape, training_images
+from vaepipe.data.splits import load_split, split_length, split_shape, training_images
 from vaepipe.errors import Interrupted
-from vaepipe.model import built, footprint, save_model
+from vaepipe.model.vae import built, footprint, save_model
 from vaepipe.outputs import MACHINE, METRICS, MODEL, PLOTS, SNAPSHOTS, normalized
 from vaepipe.resources import check_fits
-from vaepipe.snapshots import save_snapshots
-from vaepipe.device import pick_device
-from vaepipe.train import LiveCurves, fit, training_needs
+from vaepipe.training.snapshots import save_snapshots
+from vaepipe.model.device import pick_device
+from vaepipe.training.loop import LiveCurves, fit, training_needs
 
 
 def main(params):

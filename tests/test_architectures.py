@@ -1,4 +1,4 @@
-"""Architectures in one place (vaepipe.architectures): the convolutional VAE, and one this
+"""Architectures in one place (vaepipe.model.architectures): the convolutional VAE, and one this
 test defines itself and registers the documented way (a function in the temporary
 repository's architectures.py, named in ARCHITECTURES), each through the whole pipeline to
 the explorer: trained by autograd, every figure, the ONNX files checked against PyTorch,
@@ -12,8 +12,8 @@ import json
 import numpy as np
 import pytest
 
-from conftest import ROOT, Mirror, dvc, explorer_page, in_repo, make_repo, write_dataset
-from vaepipe.model import built
+from support import CHECK_ONNX, ROOT, Mirror, dvc, explorer_page, in_repo, make_repo, write_dataset
+from vaepipe.model.vae import built
 
 pytestmark = pytest.mark.e2e
 
@@ -57,8 +57,9 @@ def test_every_stage_runs_and_the_model_is_trained_by_autograd(repo):
     folder, log = repo
     for stage in STAGES:
         assert f"Running stage '{stage}'" in log, stage
-    arch = json.loads(in_repo(folder, "import json; from vaepipe.model import load_model; "
-                                      "from vaepipe.backprop import written_out; m, h = load_model('models/model.pt'); "
+    arch = json.loads(in_repo(folder, "import json; from vaepipe.model.vae import load_model; "
+                                      "from vaepipe.training.backprop import written_out; "
+                                      "m, h = load_model('models/model.pt'); "
                                       "print(json.dumps([h['arch'], written_out(m)]))"))
     assert arch[0] in ("conv", "tiny") and arch[1] is False  # no written-out backward: autograd
     rows = (folder / "plots" / "training.csv").read_text().splitlines()
@@ -69,8 +70,7 @@ def test_every_stage_runs_and_the_model_is_trained_by_autograd(repo):
     for name in ("encoder", "decoder"):
         assert (folder / "models" / "onnx" / f"{name}.onnx").exists()
     # the stage checked both files against PyTorch; the check fails on another model's file
-    in_repo(folder, "from vaepipe.export import check_files; from vaepipe.model import load_model\n"
-                    "print(check_files(load_model('models/model.pt')[0], 'models/onnx'))")
+    in_repo(folder, CHECK_ONNX + "print(check_files())")
 
 
 def test_the_page_decodes_a_slider_move_as_torch_does(repo, browser):
@@ -86,7 +86,7 @@ def test_the_page_decodes_a_slider_move_as_torch_does(repo, browser):
         assert page.errors == [] and all(request.startswith(page.served) for request in page.requests), page.requests
     assert z[json.loads((explorer / "run.json").read_text())["dims"][0]["dim"]] == 1.5
     expected = np.array(json.loads(in_repo(folder, f"""import json, torch
-from vaepipe.model import load_model
+from vaepipe.model.vae import load_model
 model, _ = load_model('models/model.pt')
 print(json.dumps(model.decode(torch.tensor([{z}], dtype=torch.float32))[0].tolist()))""")))
     assert np.abs(drawn - expected.reshape(28, 28) * 255).max() <= 1.0  # every pixel within 1/255
@@ -119,7 +119,7 @@ def test_a_side_the_conv_network_cannot_take_is_one_line(side):
 def test_a_checkpoint_of_an_architecture_this_code_lacks_is_one_line(tmp_path):
     import torch
 
-    from vaepipe.model import load_model, save_model
+    from vaepipe.model.vae import load_model, save_model
 
     save_model(tmp_path / "model.pt", built(4, True, "bernoulli", 784, None, "relu", "conv"), {"beta": 1.0})
     saved = torch.load(tmp_path / "model.pt", weights_only=True)

@@ -1,4 +1,4 @@
-"""Beyond one machine (cloud/experiment.yaml, vaepipe.cloud): SkyPilot's own loader accepts
+"""Beyond one machine (cloud/experiment.yaml, vaepipe.runs.cloud): SkyPilot's own loader accepts
 the task; its set-up and run sections, run here in fresh clones standing for remote
 machines (a local-folder DVC remote, a bare git "origin"), leave an experiment a third clone
 pulls and shows; a machine killed mid-training is replaced by another that resumes from the
@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BIN, ROOT, Mirror, dvc, git, make_repo, write_dataset
-from vaepipe.cloud import experiment_name, grid, launch_command, split_values
+from support import BIN, ROOT, Mirror, dvc, git, make_repo, write_dataset
+from vaepipe.runs.cloud import experiment_name, grid, launch_command, split_values
 
 TASK = ROOT / "cloud" / "experiment.yaml"
 SKY_PYTHON = ROOT / ".venv-sky" / "bin" / "python"
@@ -77,7 +77,7 @@ def test_a_sweep_is_every_combination_one_managed_job_each():
     ("beta=1,2,3,4,5,6,7,8,9,10 d=1,2,3,4,5,6,7,8,9,10 seed=1,2,3,4,5,6,7,8,9,10,11", "1100 points"),
 ])
 def test_a_bad_sweep_is_one_line_and_launches_nothing(spec, message):
-    result = subprocess.run([sys.executable, "-m", "vaepipe.cloud", spec], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "vaepipe.runs.cloud", spec], capture_output=True, text=True,
                             env=dict(os.environ, SKY="/nonexistent/sky"))
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, dvc, explorer_page, in_repo, make_repo, run_stage, set_params, synthetic_digits
+from support import ROOT, dvc, explorer_page, in_repo, make_repo, run_stage, set_params, synthetic_digits
 
 pytestmark = pytest.mark.e2e
 
@@ -63,7 +63,7 @@ def test_every_stage_runs_on_colour_and_the_figures_are_in_colour(repo):
     folder, log, _ = repo
     for stage in STAGES:
         assert f"Running stage '{stage}'" in log, stage
-    stored = json.loads(in_repo(folder, "import json; from vaepipe.data import load_split\n"
+    stored = json.loads(in_repo(folder, "import json; from vaepipe.data.splits import load_split\n"
                                         "x, y = load_split('data/normalized/train.pt')\n"
                                         "print(json.dumps([str(x.dtype), list(x.shape)]))"))
     assert stored == ["torch.uint8", [2000, 3 * SIDE * SIDE]]  # a byte a sub-pixel, planes side by side
@@ -77,8 +77,8 @@ def test_every_stage_runs_on_colour_and_the_figures_are_in_colour(repo):
 def test_reconstructions_keep_each_pictures_colours(repo):
     folder, _, _ = repo
     means = np.array(json.loads(in_repo(folder, """import json, torch
-from vaepipe.data import load_split, unit
-from vaepipe.model import load_model
+from vaepipe.data.splits import load_split, unit
+from vaepipe.model.vae import load_model
 model, _ = load_model('models/model.pt')
 x = unit(load_split('data/normalized/test.pt')[0])
 with torch.no_grad():
@@ -114,7 +114,7 @@ def test_the_explorer_encodes_a_picture_and_draws_in_colour(repo, browser, tmp_p
         page.screenshot(path=str(tmp_path / "explorer.png"))
         assert page.errors == [] and all(request.startswith(page.served) for request in page.requests), page.requests
     expected = json.loads(in_repo(folder, f"""import json, torch
-from vaepipe.model import load_model
+from vaepipe.model.vae import load_model
 model, _ = load_model('models/model.pt')
 with torch.no_grad():
     mu = model.encode(torch.tensor([{given}]))[0]

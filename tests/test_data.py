@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import (FASHION, ROOT, refused_url, run_stage, set_params, stage_env, synthetic_digits,
+from support import (FASHION, ROOT, refused_url, run_stage, set_params, stage_env, synthetic_digits,
                       write_dataset)
-from vaepipe.data import first_images, load_split, unit
+from vaepipe.data.splits import first_images, load_split, unit
 from vaepipe.errors import UserError
-from vaepipe.tensorfile import STORAGE_TYPES, read_tensors, write_arrays
-from vaepipe.download import DATASETS
-from vaepipe.idx import read_split
+from vaepipe.data.tensorfile import STORAGE_TYPES, read_tensors, write_arrays
+from vaepipe.data.download import DATASETS
+from vaepipe.data.idx import read_split
 from vaepipe.layout import FILES, SPLITS
 
 RAW = "data/raw"
@@ -252,7 +252,7 @@ def test_read_split_matches_the_real_mnist_digits(mnist):
 
 
 def test_local_mirror_is_never_consulted_for_custom_data(monkeypatch):
-    from vaepipe.download import mirrors_for
+    from vaepipe.data.download import mirrors_for
     monkeypatch.setenv("VAEPIPE_MIRROR", "/somewhere/else")
     assert mirrors_for("custom", "/my/data") == ["/my/data"]
     assert mirrors_for("mnist", None)[0] == "/somewhere/else" and len(mirrors_for("mnist", None)) == 3

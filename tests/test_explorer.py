@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import BIN, Mirror, dvc, git, make_repo, run_stage, serving, stage_env, write_dataset
+from support import BIN, CHECK_ONNX, Mirror, dvc, git, make_repo, run_stage, serving, stage_env, write_dataset
 
 pytestmark = pytest.mark.e2e
 
@@ -197,9 +197,7 @@ def test_tampered_onnx_fails_the_check_in_one_line(repo, tmp_path):
     first = decoder.graph.initializer[0]
     first.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(first) * 1.01, first.name))
     onnx.save(decoder, str(copy / "models/onnx/decoder.onnx"))
-    script = ("import sys; from vaepipe.export import check_files; from vaepipe.model import load_model\n"
-              "from vaepipe.stage import run_stage\n"
-              "run_stage(lambda params: check_files(load_model('models/model.pt')[0], 'models/onnx'))")
+    script = CHECK_ONNX + "from vaepipe.stage import run_stage\nrun_stage(lambda params: check_files())"
     result = subprocess.run([str(BIN / "python"), "-c", script], cwd=copy, env=stage_env(), capture_output=True,
                             text=True)
     assert result.returncode == 1
@@ -208,7 +206,7 @@ def test_tampered_onnx_fails_the_check_in_one_line(repo, tmp_path):
 
 
 def test_the_explore_stage_runs_without_torch_and_writes_the_same_page(repo, tmp_path):
-    """It reads the codes and the test images as arrays (vaepipe.tensorfile): no PyTorch import."""
+    """It reads the codes and the test images as arrays (vaepipe.data.tensorfile): no PyTorch import."""
     copy = tmp_path / "repo"
     shutil.copytree(repo, copy, ignore=shutil.ignore_patterns(".dvc", "explorer"))
     result = run_stage("explore", copy, without="torch")
@@ -248,8 +246,8 @@ def test_every_model_exports_and_passes_its_check(tmp_path, variational, likelih
     """Every model the pipeline trains: its two ONNX files agree with torch within 1e-5,
     byte-identical when written twice, the decoder giving the distribution's mean."""
     import onnxruntime
-    from vaepipe.export import TOLERANCE, export
-    from vaepipe.model import VAE
+    from vaepipe.model.export import TOLERANCE, export
+    from vaepipe.model.vae import VAE
 
     torch.manual_seed(d)
     model = VAE(d, variational, likelihood).eval()

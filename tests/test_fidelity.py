@@ -12,7 +12,7 @@ import json
 import pytest
 import yaml
 
-from conftest import ROOT, dvc, make_repo
+from support import ROOT, dvc, make_repo
 from vaepipe.fingerprint import differences
 from vaepipe.params import dotted
 from test_pipeline import STAGES, ran

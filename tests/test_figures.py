@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_stage, set_params, synthetic_digits
-from vaepipe.figures import LABEL_BAND, TITLE_BAND, grid_size
+from support import run_stage, set_params, synthetic_digits
+from vaepipe.figures.style import LABEL_BAND, TITLE_BAND, grid_size
 from vaepipe.layout import DIGITS
 from vaepipe.errors import UserError
-from vaepipe.generation import generate_figures, morph, morph_ends
-from vaepipe.idx import read_split
-from vaepipe.projection import project_means, projection_rows
-from vaepipe.model import VAE
+from vaepipe.figures.generation import generate_figures, morph, morph_ends
+from vaepipe.data.idx import read_split
+from vaepipe.figures.projection import project_means, projection_rows
+from vaepipe.model.vae import VAE
 from vaepipe.params import load_params
-from vaepipe.snapshots import figure_epochs, save_snapshots
+from vaepipe.training.snapshots import figure_epochs, save_snapshots
 
 
 def png_shape(path) -> tuple[int, int]:
@@ -136,7 +136,7 @@ def test_figure_epochs_always_end_with_the_last():
 
 
 def test_a_long_run_keeps_about_a_hundred_epochs_of_codes():
-    from vaepipe.snapshots import kept_epochs
+    from vaepipe.training.snapshots import kept_epochs
     assert kept_epochs(10) == set(range(11)) and kept_epochs(100) == set(range(101))
     long = kept_epochs(3280)
     assert {0, 33, 3267, 3280} <= long and len(long) == 101

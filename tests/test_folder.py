@@ -21,12 +21,12 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import BIN, dvc, explorer_page, git, make_repo, run_stage, set_params, stage_env
-from vaepipe.folder import (MAX_IMAGE_MEMORY, PARALLEL_FROM, WORKER_MEMORY, convert_all, image_memory, pool_workers,
-                            read_folder)
-from vaepipe.idx import read_split
-from vaepipe.markdown import escape
-from vaepipe.pngs import write_pngs
+from support import BIN, dvc, explorer_page, git, make_repo, run_stage, set_params, stage_env
+from vaepipe.data.folder import (MAX_IMAGE_MEMORY, PARALLEL_FROM, WORKER_MEMORY, convert_all, image_memory,
+                                 pool_workers, read_folder)
+from vaepipe.data.idx import read_split
+from vaepipe.runs.markdown import escape
+from vaepipe.data.pngs import write_pngs
 
 
 def grey_png(path: Path, value: int, size=(28, 28)) -> None:
@@ -238,7 +238,7 @@ def test_a_16_bit_image_converts_within_the_memory_its_header_promises(tmp_path)
     path = tmp_path / "deep.png"
     Image.fromarray(np.full((7000, 7000), 257 * 100, dtype=np.uint16)).save(path)
     assert path.stat().st_size < 200_000
-    script = ("import os, resource, sys\nfrom vaepipe.folder import convert\n"
+    script = ("import os, resource, sys\nfrom vaepipe.data.folder import convert\n"
               "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
               "pixels, _, _ = convert(os.fsencode(sys.argv[1]), 28)\n"
               "print(set(pixels), (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)\n")
@@ -447,7 +447,7 @@ def test_folder_is_a_dependency_editing_one_image_reruns_from_normalize(folder_r
     row = next(r for split in used.values() for r in split if r["file"] == "ring/ring-004.jpg")
     assert row["bytes"] == edited.stat().st_size
     split = next(split for split, rows in used.items() if row in rows)
-    subprocess.run([str(BIN / "python"), "-m", "vaepipe.review", "HEAD", "--out", "review"], cwd=folder_repo,
+    subprocess.run([str(BIN / "python"), "-m", "vaepipe.runs.review", "HEAD", "--out", "review"], cwd=folder_repo,
                    env=stage_env(), check=True, capture_output=True)
     report = (folder_repo / "review/report.md").read_text()  # the review names the image
     assert f"| changed | 1 | {escape(f'{split}: ring/ring-004.jpg')} |" in report, report

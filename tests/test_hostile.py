@@ -20,9 +20,9 @@ import pytest
 import torch
 import yaml
 
-from conftest import BIN, ROOT, dvc, load_in_fresh_process, make_repo, run_stage, set_params, stage_env
+from support import BIN, ROOT, dvc, load_in_fresh_process, make_repo, run_stage, set_params, stage_env
 from vaepipe.errors import UserError
-from vaepipe.markdown import escape, unsafe_links
+from vaepipe.runs.markdown import escape, unsafe_links
 
 FIGURE = "![base samples.png](base/samples.png)\n"
 
@@ -54,7 +54,7 @@ def test_report_link_definitions_are_refused(report_folder, form):
     assert unsafe_links(FIGURE + form, report_folder), form
     report = report_folder / "report.md"
     report.write_text(FIGURE + form)
-    result = subprocess.run([sys.executable, "-m", "vaepipe.markdown", str(report)], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "vaepipe.runs.markdown", str(report)], capture_output=True,
                             text=True, env=stage_env())
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and "not safe to post" in result.stderr
 
@@ -147,7 +147,7 @@ def test_a_checkpoint_asking_for_a_huge_model_costs_no_memory(tmp_path):
 
 def test_a_checkpoint_of_this_project_still_loads(tmp_path):
     from vaepipe.api import load
-    from vaepipe.model import VAE, save_model
+    from vaepipe.model.vae import VAE, save_model
 
     model = VAE(d=3, hidden=[16, 8], activation="tanh")
     save_model(tmp_path / "m.pt", model, {})
@@ -156,8 +156,8 @@ def test_a_checkpoint_of_this_project_still_loads(tmp_path):
 
 
 def _export(tmp_path: Path) -> tuple[Path, Path]:
-    from vaepipe.export import export
-    from vaepipe.model import VAE
+    from vaepipe.model.export import export
+    from vaepipe.model.vae import VAE
 
     export(VAE(d=4, hidden=[16]), tmp_path / "onnx", {})
     return tmp_path / "onnx/encoder.onnx", tmp_path / "onnx/decoder.onnx"
@@ -167,7 +167,7 @@ def _export(tmp_path: Path) -> tuple[Path, Path]:
 def test_an_onnx_file_without_the_expected_metadata_or_graph_is_one_line(tmp_path, damage):
     import onnx
 
-    from vaepipe.explorer import build
+    from vaepipe.explorer.build import build
 
     encoder, decoder = _export(tmp_path)
     graph = onnx.load(str(encoder))
@@ -191,8 +191,8 @@ def test_an_onnx_file_without_the_expected_metadata_or_graph_is_one_line(tmp_pat
 def test_class_names_are_drawn_as_plain_text_in_every_figure(tmp_path):
     """`$…$` in a class folder's name is drawn as written, never parsed as math (an invalid
     formula was a matplotlib traceback in generate and project)."""
-    from vaepipe.figures import save_digit_figure
-    from vaepipe.projection import save_projection_figure
+    from vaepipe.figures.style import save_digit_figure
+    from vaepipe.figures.projection import save_projection_figure
 
     classes = [r"$\undefinedcommand$", "$x^2$"]
     save_digit_figure(tmp_path / "morph.png", np.zeros((28, 56)), f"Morphing the test set's first {classes[0]}",
@@ -218,7 +218,7 @@ def _get(port: int, host: str | None) -> int:
 
 def test_the_explorer_server_answers_only_requests_addressed_to_this_machine(tmp_path):
     """A page that rebinds its own name to 127.0.0.1 sends its name as Host: refused."""
-    from vaepipe.serve import server
+    from vaepipe.explorer.serve import server
 
     (tmp_path / "index.html").write_text("<p>the run's test images</p>")
     httpd = server(str(tmp_path), 0)

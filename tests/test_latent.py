@@ -12,13 +12,13 @@ import pytest
 import scipy.stats
 import torch
 
-from conftest import ROOT
-from vaepipe.figures import MAX_SIDE
-from vaepipe.latent import (by_kl, dimension_stats, fit_mixture, manifold_codes, manifold_images,
+from support import ROOT
+from vaepipe.figures.style import MAX_SIDE
+from vaepipe.figures.latent import (by_kl, dimension_stats, fit_mixture, manifold_codes, manifold_images,
                             sample_mixture, save_kl_figure, save_traversal_figure, traversal_images)
-from vaepipe.loss import kl_per_dim
-from vaepipe.model import VAE
-from vaepipe.train import beta_at
+from vaepipe.model.loss import kl_per_dim
+from vaepipe.model.vae import VAE
+from vaepipe.training.loop import beta_at
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -120,9 +120,9 @@ def test_warmup_raises_beta_linearly_from_zero():
 
 
 def test_warmup_is_recorded_in_the_training_history():
-    from conftest import ROOT, synthetic_digits
+    from support import ROOT, synthetic_digits
     from vaepipe.params import load_params
-    from vaepipe.train import fit
+    from vaepipe.training.loop import fit
     import dataclasses
 
     images, _ = synthetic_digits(300, seed=0)
@@ -140,8 +140,8 @@ def test_figure_sizes_are_checked_before_drawing():
     from types import SimpleNamespace
 
     from vaepipe.errors import UserError
-    from vaepipe.latent import latent_needs
-    from vaepipe.network import mlp_footprint
+    from vaepipe.figures.latent import latent_needs
+    from vaepipe.model.network import mlp_footprint
 
     options = SimpleNamespace(traversal_images=2, traversal_dims=20, traversal_steps=9, manifold_steps=15,
                               gmm_components=10, gmm_images=30_000)
@@ -160,7 +160,7 @@ def test_the_mixture_has_the_same_bits_whatever_the_number_of_blas_threads():
     """OpenBLAS splits its work by the threads it is given, so a fit's last bits would follow
     the machine's cores; the fit runs on one thread, whatever the process allows."""
     code = ("import numpy as np\n"
-            "from vaepipe.latent import fit_mixture\n"
+            "from vaepipe.figures.latent import fit_mixture\n"
             "rng, n = np.random.default_rng(0), 30000\n"
             "codes = rng.normal(size=(n, 20)) * rng.uniform(0.1, 2, size=20) + rng.integers(0, 3, size=(n, 1))\n"
             "m = fit_mixture(codes, components=10, seed=0)\n"

@@ -9,12 +9,12 @@ import math
 import pytest
 import torch
 
-from vaepipe.data import as_modelled, binarize
-from vaepipe.loss import (LEVELS, TAYLOR_BELOW, continuous_bernoulli_log_norm, decoded_mean, discretized_log_prob,
+from vaepipe.data.splits import as_modelled, binarize
+from vaepipe.model.loss import (LEVELS, TAYLOR_BELOW, continuous_bernoulli_log_norm, decoded_mean, discretized_log_prob,
                           reconstruction)
-from vaepipe.metrics import decoder_log_likelihood, iw_nll, likelihood_meaning, neg_elbo, score
-from vaepipe.metrics import test_report as report_of  # not collected as a test
-from vaepipe.model import VAE
+from vaepipe.evaluation.metrics import decoder_log_likelihood, iw_nll, likelihood_meaning, neg_elbo, score
+from vaepipe.evaluation.metrics import test_report as report_of  # not collected as a test
+from vaepipe.model.vae import VAE
 
 LOGITS = [-30.0, -6.0, -1.0, -0.3, -TAYLOR_BELOW / 2, 0.0, 1e-4, 0.02, 0.7, 3.0, 12.0, 40.0]
 
@@ -204,9 +204,9 @@ def test_bits_per_dim_only_for_8_bit_data_and_logit_decoders():
 
 
 def test_a_discretized_model_trains_and_its_iw_nll_is_its_discrete_bound(workdir):
-    from conftest import set_params
+    from support import set_params
     from vaepipe.params import load_params
-    from vaepipe.train import fit
+    from vaepipe.training.loop import fit
 
     x = torch.randint(0, 256, (256, 784), generator=torch.Generator().manual_seed(3)).float() / 255
     set_params(workdir, d=3, epochs=2, train__batch_size=64, train__lr=1e-2, train__likelihood="discretized",

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, FAST, Mirror, dvc, make_repo, run_stage, set_params, stage_env, write_dataset
+from support import ROOT, FAST, Mirror, dvc, make_repo, run_stage, set_params, stage_env, write_dataset
 from test_pipeline import STAGES, ran
 from vaepipe.resources import available_cores
 

@@ -9,9 +9,9 @@ import pytest
 import scipy.linalg
 import torch
 
-from vaepipe.metrics import (active_units, class_balance, decoder_log_likelihood, frechet_distance,
+from vaepipe.evaluation.metrics import (active_units, class_balance, decoder_log_likelihood, frechet_distance,
                              iw_nll, neg_elbo, score)
-from vaepipe.model import VAE
+from vaepipe.model.vae import VAE
 
 
 def test_iw_bound_is_tighter_than_the_elbo_on_the_same_model():

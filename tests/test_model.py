@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from vaepipe.loss import vae_loss
-from vaepipe.model import VAE
+from vaepipe.model.loss import vae_loss
+from vaepipe.model.vae import VAE
 
 
 def batch(n=32, seed=0):
@@ -98,7 +98,7 @@ def test_ae_never_samples_and_has_no_kl_term():
 
 
 def test_binary_cross_entropy_gradient_is_the_closed_form():
-    from vaepipe.loss import binary_cross_entropy
+    from vaepipe.model.loss import binary_cross_entropy
 
     g = torch.Generator().manual_seed(0)
     logits = (4 * torch.randn(6, 784, generator=g, dtype=torch.float64)).requires_grad_()
@@ -109,7 +109,7 @@ def test_binary_cross_entropy_gradient_is_the_closed_form():
 
 
 def test_other_architectures_hidden_widths_and_tanh():
-    from vaepipe.model import hyperparameters
+    from vaepipe.model.vae import hyperparameters
 
     model = VAE(d=50, hidden=[200, 200], activation="tanh")
     widths = [layer.out_features for layer in model.encoder if isinstance(layer, torch.nn.Linear)]
@@ -123,7 +123,7 @@ def test_other_architectures_hidden_widths_and_tanh():
 
 
 def test_a_deeper_model_saves_and_loads(tmp_path):
-    from vaepipe.model import load_model, save_model
+    from vaepipe.model.vae import load_model, save_model
 
     torch.manual_seed(0)
     model = VAE(d=5, hidden=[30, 20], activation="tanh").eval()

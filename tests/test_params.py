@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import ROOT, run_stage, set_params
+from support import ROOT, run_stage, set_params
 from vaepipe.errors import ParamsError
 from vaepipe.params import load_params
 

@@ -15,8 +15,8 @@ import time
 import pytest
 import yaml
 
-from conftest import BIN, Mirror, dvc, git, make_repo, set_params, stage_env, write_dataset
-from vaepipe.markdown import unsafe_links
+from support import BIN, Mirror, dvc, git, make_repo, set_params, stage_env, write_dataset
+from vaepipe.runs.markdown import unsafe_links
 
 pytestmark = pytest.mark.e2e
 
@@ -94,7 +94,7 @@ def test_metrics_diff_shows_changed_kl_and_recon(repo):
 
 def test_review_report_holds_the_change_and_both_figures(repo):
     env = dict(stage_env(), PYTHONPATH=str(repo / "src"))
-    result = subprocess.run([str(BIN / "python"), "-m", "vaepipe.review", "HEAD", "--out", "review"],
+    result = subprocess.run([str(BIN / "python"), "-m", "vaepipe.runs.review", "HEAD", "--out", "review"],
                             cwd=repo, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     report = html.unescape((repo / "review/report.md").read_text())  # its text is escaped
@@ -122,7 +122,7 @@ def test_review_shows_a_pull_requests_text_as_text(repo):
     set_params(repo, project__method=hostile)
     try:
         env = dict(stage_env(), PYTHONPATH=str(repo / "src"))
-        result = subprocess.run([str(BIN / "python"), "-m", "vaepipe.review", "HEAD", "--out", "review-hostile"],
+        result = subprocess.run([str(BIN / "python"), "-m", "vaepipe.runs.review", "HEAD", "--out", "review-hostile"],
                                 cwd=repo, env=env, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
         report = (repo / "review-hostile/report.md").read_text()
@@ -157,7 +157,7 @@ def test_the_post_check_refuses_links_outside_the_report(tmp_path):
         assert unsafe_links(good + bad, tmp_path), bad
     report = tmp_path / "report.md"
     report.write_text(good + "![x](../../.git/config)\n")
-    result = subprocess.run([str(BIN / "python"), "-m", "vaepipe.markdown", str(report)], capture_output=True,
+    result = subprocess.run([str(BIN / "python"), "-m", "vaepipe.runs.markdown", str(report)], capture_output=True,
                             text=True, env=stage_env())
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and "not safe to post" in result.stderr
 
@@ -169,7 +169,7 @@ def git_bytes(repo, spec: str) -> bytes:
 def test_review_says_when_the_base_has_no_metrics(repo):
     first = git(repo, "rev-list", "--max-parents=0", "HEAD").strip()  # the commit before any run
     env = dict(stage_env(), PYTHONPATH=str(repo / "src"))
-    result = subprocess.run([str(BIN / "python"), "-m", "vaepipe.review", first, "--out", "review-first"],
+    result = subprocess.run([str(BIN / "python"), "-m", "vaepipe.runs.review", first, "--out", "review-first"],
                             cwd=repo, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     report = (repo / "review-first/report.md").read_text()
@@ -181,7 +181,7 @@ def test_shared_run_cache_restores_every_stage_in_a_fresh_clone(repo, tmp_path):
     """β = 2 ran in `repo`; a teammate's clone pulls what it made and trains nothing."""
     remote = tmp_path / "dvc-remote"
     dvc(repo, "remote", "add", "--local", "-d", "shared", str(remote))
-    share = subprocess.run([str(BIN / "python"), "-m", "vaepipe.share"], cwd=repo, capture_output=True,
+    share = subprocess.run([str(BIN / "python"), "-m", "vaepipe.runs.share"], cwd=repo, capture_output=True,
                            text=True, env=dict(stage_env(), PYTHONPATH=str(repo / "src")))
     assert share.returncode == 0 and "run-cache entries" in share.stdout, share.stderr
     clone = tmp_path / "clone"
@@ -200,7 +200,7 @@ def test_shared_run_cache_restores_every_stage_in_a_fresh_clone(repo, tmp_path):
 
 INTERRUPTED_SHARE = """
 import os, sys
-import vaepipe.share as share
+import vaepipe.runs.share as share
 share.push_entries = lambda *args: os._exit(9)  # killed once the outputs are sent
 share.main(sys.argv[1:])
 """
@@ -217,14 +217,16 @@ def test_an_interrupted_share_rerun_completes_and_check_names_what_is_missing(re
     killed = subprocess.run([python, "-c", INTERRUPTED_SHARE, "second"], cwd=repo, env=env)
     assert killed.returncode == 9
     assert list((remote / "files").rglob("*")) and not (remote / "runs").exists()
-    again = subprocess.run([python, "-m", "vaepipe.share", "second"], cwd=repo, env=env, capture_output=True, text=True)
+    again = subprocess.run([python, "-m", "vaepipe.runs.share", "second"], cwd=repo, env=env, capture_output=True,
+                           text=True)
     sent = int(re.search(r"then (\d+) run-cache entries", again.stdout).group(1))
     local_entries = sorted(path.name for path in (repo / ".dvc/cache/runs").glob("*/*/*"))
     assert sent == len(local_entries) > 0
     assert sorted(path.name for path in (remote / "runs").glob("*/*/*")) == local_entries
-    third = subprocess.run([python, "-m", "vaepipe.share", "second"], cwd=repo, env=env, capture_output=True, text=True)
+    third = subprocess.run([python, "-m", "vaepipe.runs.share", "second"], cwd=repo, env=env, capture_output=True,
+                           text=True)
     assert "received 0 outputs, then 0 run-cache entries" in third.stdout, third.stdout + third.stderr
-    check = [python, "-m", "vaepipe.share", "--check", "second"]
+    check = [python, "-m", "vaepipe.runs.share", "--check", "second"]
     assert subprocess.run(check, cwd=repo, env=env, capture_output=True, text=True).returncode == 0
     model = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["train"]["outs"][0]
     lost = next((remote / "files/md5").glob(f"{model['md5'][:2]}/{model['md5'][2:]}"))

@@ -14,7 +14,7 @@ import time
 import pytest
 import torch
 
-from conftest import (BIN, ROOT, Mirror, dvc, make_repo, refused_url, run_stage, set_params, stage_env,
+from support import (BIN, ROOT, Mirror, dvc, make_repo, refused_url, run_stage, set_params, stage_env,
                       write_dataset)
 from vaepipe.atomic import atomic_path, write_json
 from vaepipe.layout import FILES

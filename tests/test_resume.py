@@ -1,4 +1,4 @@
-"""Training that survives being stopped (vaepipe.checkpoint): the train stage killed at
+"""Training that survives being stopped (vaepipe.training.checkpoint): the train stage killed at
 several points, then run again, resumes from its last checkpoint and ends with outputs
 byte-identical to a run never stopped; a checkpoint of other params, other code or
 damaged is never used."""
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import Mirror, deflated, make_repo, set_params, write_dataset
+from support import Mirror, deflated, make_repo, set_params, write_dataset
 
 EPOCHS, STEPS_PER_EPOCH = 4, 32  # 2000 training images in batches of 64
 OUTPUTS = ("models/model.pt", "models/snapshots", "metrics/train.json", "plots/training.csv", "metrics/machine.json")
@@ -30,7 +30,7 @@ OUTPUTS = ("models/model.pt", "models/snapshots", "metrics/train.json", "plots/t
 STOPPING = """
 import io, os, runpy, signal, sys
 import torch
-from vaepipe import optim
+from vaepipe.model import optim
 how, at = sys.argv[1], int(sys.argv[2])
 if how == "write":
     save = torch.save
@@ -173,7 +173,7 @@ def test_a_checkpoint_of_other_params_or_code_is_never_used(prepared, tmp_path, 
 
 def signed_payload(path: Path) -> tuple[bytes, dict]:
     """A checkpoint's header (magic and signature) and what torch.save wrote after it."""
-    from vaepipe.checkpoint import MAC_BYTES, MAGIC
+    from vaepipe.training.checkpoint import MAC_BYTES, MAGIC
 
     data = path.read_bytes()
     head = len(MAGIC) + MAC_BYTES
@@ -183,7 +183,7 @@ def signed_payload(path: Path) -> tuple[bytes, dict]:
 def planted(path: Path, saved: dict, *, compressed: bool = False, key: str | None = None) -> None:
     """`saved` written to `path` as the store's writer would: signed with a secret it knows
     (`key`), or keeping the original signature (key None: the bytes tampered with)."""
-    from vaepipe.checkpoint import MAC_BYTES, MAGIC
+    from vaepipe.training.checkpoint import MAC_BYTES, MAGIC
 
     buffer = io.BytesIO()
     torch.save(saved, buffer)

@@ -17,7 +17,7 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import (BIN, ROOT, Mirror, deflated, dvc, git, load_in_fresh_process, make_repo, run_stage, set_params,
+from support import (BIN, ROOT, Mirror, deflated, dvc, git, load_in_fresh_process, make_repo, run_stage, set_params,
                       stage_env, write_dataset)
 from vaepipe.errors import UserError
 from vaepipe.params import load_params
@@ -108,18 +108,18 @@ def test_the_table_prints_no_escape_sequence_from_an_experiment(tmp_path):
     repo = make_repo(tmp_path / "repo", "http://127.0.0.1:1/")
     set_params(repo, data__path="\x1b]2;owned\x07\x1b[1A\x1b[2Kimages")
     git(repo, "commit", "-qam", "a pulled experiment's params")
-    result = subprocess.run([sys.executable, "-m", "vaepipe.table", "--", "--all-commits"], cwd=repo,
+    result = subprocess.run([sys.executable, "-m", "vaepipe.runs.table", "--", "--all-commits"], cwd=repo,
                             env=stage_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "\x1b" not in result.stdout and "\x07" not in result.stdout
     assert "\\x1b]2;owned\\x07" in result.stdout
-    csv = subprocess.run([sys.executable, "-m", "vaepipe.table", "--csv", "--", "--all-commits"], cwd=repo,
+    csv = subprocess.run([sys.executable, "-m", "vaepipe.runs.table", "--csv", "--", "--all-commits"], cwd=repo,
                          env=stage_env(), capture_output=True, text=True, timeout=300)
     assert "\x1b" not in csv.stdout and "\\x1b" in csv.stdout
 
 
 def test_the_table_names_the_workspace_in_full():
-    from vaepipe.table import runs
+    from vaepipe.runs.table import runs
 
     show = [{"rev": "workspace", "data": {"params": {"params.yaml": {"data": {"beta": 2}}}}},
             {"rev": "a" * 40, "data": {"params": {"params.yaml": {"data": {"beta": 1}}}}}]

@@ -1,4 +1,4 @@
-"""`python -m vaepipe.table`: real experiments of a real DVC repository, read back as the
+"""`python -m vaepipe.runs.table`: real experiments of a real DVC repository, read back as the
 sweep table the docs print."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import dvc, git, stage_env
+from support import dvc, git, stage_env
 
 # a one-stage pipeline whose metrics are exact functions of its params
 STAGE = """import json, yaml
@@ -48,7 +48,7 @@ def sweep_repo(tmp_path_factory):
 
 
 def table(folder, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vaepipe.table", *args], cwd=folder, env=stage_env(),
+    return subprocess.run([sys.executable, "-m", "vaepipe.runs.table", *args], cwd=folder, env=stage_env(),
                           capture_output=True, text=True, timeout=120)
 
 

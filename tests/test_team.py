@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import BIN, Mirror, dvc, git, make_repo, stage_env, write_dataset
+from support import BIN, Mirror, dvc, git, make_repo, stage_env, write_dataset
 from test_pipeline import ran
 
 pytestmark = pytest.mark.e2e
@@ -67,7 +67,7 @@ def files_under(folder) -> list[str]:
 
 def share(repo) -> str:
     """`make share`: the run cache and every output its entries name, to the default remote."""
-    result = subprocess.run([str(BIN / "python"), "-m", "vaepipe.share"], cwd=repo, capture_output=True,
+    result = subprocess.run([str(BIN / "python"), "-m", "vaepipe.runs.share"], cwd=repo, capture_output=True,
                             text=True, env=dict(stage_env(), PYTHONPATH=str(repo / "src")))
     assert result.returncode == 0, result.stderr
     return result.stdout

@@ -10,13 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import ROOT, synthetic_digits
-from vaepipe.device import pick_device
+from support import ROOT, synthetic_digits
+from vaepipe.model.device import pick_device
 from vaepipe.errors import UserError
-from vaepipe.model import VAE
-from vaepipe.backprop import loss_and_gradients
-from vaepipe.loss import TERMS
-from vaepipe.train import batch_loss, make_optimizer, train_epoch
+from vaepipe.model.vae import VAE
+from vaepipe.training.backprop import loss_and_gradients
+from vaepipe.model.loss import TERMS
+from vaepipe.training.loop import batch_loss, make_optimizer, train_epoch
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from train_speed import ReferenceVAE  # noqa: E402  the notes' model as examples write it
@@ -117,8 +117,8 @@ def test_fused_adam_steps_exactly_as_torch_optims_fused_adam_without_importing_d
 
     # in a fresh process: a training step of either kernel imports no torch._dynamo (torch.optim would)
     code = ("import sys, torch\n"
-            "from vaepipe.model import VAE\n"
-            "from vaepipe.optim import Adam\n"
+            "from vaepipe.model.vae import VAE\n"
+            "from vaepipe.model.optim import Adam\n"
             "for fused in (True, False):\n"
             "    model = VAE(4)\n"
             "    optimizer = Adam(model.parameters(), 1e-3, fused=fused)\n"
@@ -134,8 +134,8 @@ def test_fused_adam_steps_exactly_as_torch_optims_fused_adam_without_importing_d
 def test_the_scoring_cnns_adam_and_cosine_steps_exactly_as_torch_optims():
     """Adam(fused=False) with cosine_rates gives the bits of torch.optim.Adam() stepped by
     CosineAnnealingLR, which made the scoring CNN's weights (and so every FD)."""
-    from vaepipe.classifier import Classifier
-    from vaepipe.optim import Adam, cosine_rates
+    from vaepipe.evaluation.classifier import Classifier
+    from vaepipe.model.optim import Adam, cosine_rates
 
     images, labels = synthetic_digits(640, seed=1)
     x, y = torch.from_numpy(images).float().div(255).view(-1, 784), torch.from_numpy(labels).long()
@@ -166,7 +166,7 @@ def test_live_curves_grow_every_epoch_and_end_as_one_final_write(tmp_path):
 
     from vaepipe.atomic import write_csv, write_json
     from vaepipe.params import load_params
-    from vaepipe.train import LiveCurves, fit
+    from vaepipe.training.loop import LiveCurves, fit
 
     x = digits(400)
     params = load_params(ROOT / "params.yaml")
@@ -192,7 +192,7 @@ def test_live_curves_grow_every_epoch_and_end_as_one_final_write(tmp_path):
 
 
 def test_burda_schedule_steps_the_rate_after_3_to_the_i_passes():
-    from vaepipe.train import lr_at
+    from vaepipe.training.loop import lr_at
 
     expected = {1: 0, 2: 1, 4: 1, 5: 2, 13: 2, 14: 3, 40: 3, 41: 4, 121: 4, 122: 5, 364: 5, 365: 6, 1093: 6,
                 1094: 7, 3280: 7, 5000: 7}
@@ -219,9 +219,9 @@ def test_a_split_read_a_batch_at_a_time_trains_the_same_bits_as_one_held_whole(t
     """StoredImages (a split over RESIDENT_BYTES, read by rows from its file) answers the
     loop's indexing with the rows themselves, and an epoch and its scoring over it take
     exactly the bits of the same split held in memory."""
-    from vaepipe.data import StoredImages, load_split, unit
-    from vaepipe.metrics import score
-    from vaepipe.tensorfile import write_arrays
+    from vaepipe.data.splits import StoredImages, load_split, unit
+    from vaepipe.evaluation.metrics import score
+    from vaepipe.data.tensorfile import write_arrays
 
     images, labels = synthetic_digits(700, seed=3)
     path = tmp_path / "train.pt"

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import BIN, ROOT, stage_env
+from support import BIN, ROOT, stage_env
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 IDS = [path.name for path in WORKFLOWS]
@@ -98,7 +98,7 @@ def test_pull_requests_run_read_only_and_the_comment_job_runs_none_of_their_code
     assert comment[True]["workflow_run"]["workflows"] == ["review"]  # PyYAML reads `on` as True
     commands = "\n".join(step.get("run", "") for step in steps(ROOT / ".github/workflows/comment.yml"))
     assert "make" not in commands and ".venv" not in commands and "dvc" not in commands
-    assert "python3 -m vaepipe.markdown review/report.md" in commands  # links checked before posting
+    assert "python3 -m vaepipe.runs.markdown review/report.md" in commands  # links checked before posting
     checkout = next(step for step in steps(ROOT / ".github/workflows/comment.yml")
                     if step.get("uses", "").startswith("actions/checkout@"))
     assert "ref" not in checkout["with"]  # the default branch's code, never the pull request's

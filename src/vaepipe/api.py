@@ -2,8 +2,8 @@
 
     from vaepipe.api import load
     vae = load("models/model.pt")        # or a file from `dvc artifacts get <repo> vae`
-    mu, logvar = vae.encode(images)      # images: [N, 784] (or [N, 28, 28]) floats in [0, 1]
-    pictures = vae.decode(mu)            # [N, 784]: the mean of p(x|z), as the figures show
+    mu, logvar = vae.encode(images)      # images: [N, channels·side²] (MNIST: [N, 784] or [N, 28, 28]) in [0, 1]
+    pictures = vae.decode(mu)            # [N, channels·side²]: the mean of p(x|z), as the figures show
     digits = vae.sample(16, seed=0)      # decodings of z ~ N(0, I), the same for the same seed
 
 (`vaepipe.api`, not `vaepipe`: the package's `__init__` stays empty, so the download stage
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vaepipe.model import VAE, load_model
+from vaepipe.model.vae import VAE, load_model
 
 
 @dataclass

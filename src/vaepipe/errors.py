@@ -33,3 +33,10 @@ class Interrupted(UserError):
     """Ctrl-C or SIGTERM: the stage stops and writes nothing."""
 
     exit_code = 130
+
+
+def unreadable(path, error: Exception, stage: str) -> UserError:
+    """A checkpoint that torch.load(weights_only=True) refuses, or that builds no model."""
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return UserError(f"{path} is not a model this project wrote ({reason[:120]}); "
+                     f"run `dvc repro {stage} --force` to rebuild it")

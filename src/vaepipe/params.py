@@ -110,7 +110,7 @@ class TrainParams:
     device: str = one_of("auto", "cpu", "cuda")
     adam_eps: float = number(above=0)  # Adam's ε: 1e-8 (PyTorch's), 1e-4 in Burda et al.
     schedule: str = one_of("constant", "burda")  # burda: 3^i passes at lr · 10^(−i/7), i = 0…7
-    checkpoint_every: int = number(minimum=0)  # epochs between checkpoints (vaepipe.checkpoint); 0 = none
+    checkpoint_every: int = number(minimum=0)  # epochs between checkpoints (vaepipe.training.checkpoint); 0 = none
     resume_across_machines: bool  # resume a checkpoint made under another machine fingerprint
 
 
@@ -170,7 +170,7 @@ class Params:
     model: str = one_of("vae", "ae")
     hidden: list[int] | None  # the widths of the hidden layers, input side first; null = [d²] (the notes)
     activation: str = one_of("relu", "tanh")
-    arch: str  # the networks' architecture: a name of vaepipe.architectures (the train stage checks it)
+    arch: str  # the networks' architecture: a name of vaepipe.model.architectures (the train stage checks it)
     data: DataParams
     train: TrainParams
     evaluate: EvaluateParams

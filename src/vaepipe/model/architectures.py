@@ -1,0 +1,76 @@
+"""Every architecture the VAE can have, in one place (`arch` in params.yaml).
+
+An architecture is a function `(d, channels, side, hidden, activation) -> (encoder, decoder,
+hidden)`: the encoder takes images flattened to [N, channels·side²] to [N, 2d] (μ and
+log σ² side by side), the decoder takes codes [N, d] to logits [N, channels·side²], and
+`hidden` is the widths it used (`hidden: null` in params.yaml asks for its defaults). A bad
+side or width is a ValueError whose text names what it can take. Register it in
+ARCHITECTURES; everything else follows from the model it builds: training (autograd,
+unless it is a chain the written-out backward knows), the memory estimates (a pass on
+PyTorch's meta device), the checkpoints' checks, the ONNX export and the figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from vaepipe.model.network import hidden_widths, layer_widths
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+Built = tuple[list[nn.Module], list[nn.Module], list[int]]
+
+
+def linear_chain(widths: list[int], activation: str) -> list[nn.Module]:
+    """Linear layers through `widths`, the activation between them."""
+    out = []
+    for n_in, n_out in zip(widths, widths[1:]):
+        out += [nn.Linear(n_in, n_out), ACTIVATIONS[activation]()]
+    return out[:-1]
+
+
+def mlp(d: int, channels: int, side: int, hidden: list[int] | None, activation: str) -> Built:
+    """The notes' network: fully connected, one hidden layer of d² units each side by default."""
+    encoder, decoder = layer_widths(d, channels * side * side, hidden)
+    return linear_chain(encoder, activation), linear_chain(decoder, activation), hidden_widths(d, hidden)
+
+
+CONV_WIDTHS = [32, 64, 128, 256, 512]  # channels after each halving, as PyTorch-VAE's vanilla VAE
+SMALLEST_MAP = 4  # the encoder halves the side while it stays even and at least this
+
+
+def halvings(side: int) -> int:
+    count = 0
+    while side % 2 == 0 and side // 2 >= SMALLEST_MAP:
+        side //= 2
+        count += 1
+    return count
+
+
+def conv(d: int, channels: int, side: int, hidden: list[int] | None, activation: str) -> Built:
+    """The common convolutional VAE: 3×3 convolutions of stride 2, each halving the side and
+    taking the next width of channels, down to a map of 4 to 7 pixels a side, then a linear
+    layer to μ and log σ²; the decoder mirrors it with transposed convolutions and a last
+    3×3 convolution to the image's channels. Depth follows the side; `hidden` the widths."""
+    depth = min(halvings(side), len(hidden or CONV_WIDTHS))
+    if depth == 0:
+        raise ValueError(f"data.side {side}: the conv network halves the side at least once and keeps it "
+                         f"at {SMALLEST_MAP} or more; it takes even sides from {2 * SMALLEST_MAP} "
+                         "(8, 16, 28, 32, 64, …)")
+    widths = list(hidden or CONV_WIDTHS)[:depth]
+    act = ACTIVATIONS[activation]
+    small = side >> depth
+    encoder: list[nn.Module] = [nn.Unflatten(1, (channels, side, side))]
+    for n_in, n_out in zip([channels, *widths], widths):
+        encoder += [nn.Conv2d(n_in, n_out, 3, stride=2, padding=1), act()]
+    encoder += [nn.Flatten(), nn.Linear(widths[-1] * small * small, 2 * d)]
+    decoder: list[nn.Module] = [nn.Linear(d, widths[-1] * small * small), act(),
+                                nn.Unflatten(1, (widths[-1], small, small))]
+    for n_in, n_out in zip(widths[::-1], [*widths[-2::-1], widths[0]]):
+        decoder += [nn.ConvTranspose2d(n_in, n_out, 3, stride=2, padding=1, output_padding=1), act()]
+    decoder += [nn.Conv2d(widths[0], channels, 3, padding=1), nn.Flatten()]
+    return encoder, decoder, widths
+
+
+ARCHITECTURES: dict[str, Callable[..., Built]] = {"mlp": mlp, "conv": conv}
