@@ -11,7 +11,7 @@ EXTRAS ?= test
 .PHONY: install run test test-fast bench review share explore sky cloud-sweep cloud-results
 BASE ?= main
 
-install: $(INSTALLED) $(RUNTIME)
+install: $(INSTALLED) $(RUNTIME) $(PLOTS_PAGE)
 
 $(INSTALLED): pyproject.toml requirements.lock
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -23,6 +23,13 @@ $(INSTALLED): pyproject.toml requirements.lock
 $(RUNTIME): package.json package-lock.json
 	@command -v npm >/dev/null || { echo "warning: npm not found: the explorer of a model other than the MLP needs it" >&2; exit 0; }; \
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && touch $@
+
+# DVC's plots page with vega, vega-lite and vega-embed inlined from node_modules (.dvc/config
+# names it as plots.html_template): `dvc plots show` and `diff` draw with no network
+PLOTS_PAGE := .dvc/plots-page.html
+$(PLOTS_PAGE): $(INSTALLED) $(RUNTIME) src/vaepipe/runs/plots_page.py
+	@test -d node_modules/vega || { echo "warning: npm not found: dvc plots needs it to draw its charts" >&2; exit 0; }; \
+	PYTHONPATH=src $(BIN)/python -m vaepipe.runs.plots_page
 
 run: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro

@@ -201,6 +201,9 @@ def make_repo(folder: Path, mirror_url: str, *, dataset: str = "custom", fast: b
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, folder / name)
     set_params(folder, data__dataset=dataset, data__mirror=mirror_url, **{**(FAST if fast else {}), **changes})
+    page = ROOT / ".dvc" / "plots-page.html"  # DVC's plots page (make install), git-ignored
+    if page.exists():
+        shutil.copy2(page, folder / ".dvc" / page.name)
     git(folder, "init", "-q", "-b", "main")
     git(folder, "config", "user.name", "test")
     git(folder, "config", "user.email", "test@example.com")
