@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 RUNTIME := node_modules/.installed
 EXTRAS ?= test
 
-.PHONY: install run test test-fast bench review share explore sky cloud-sweep cloud-results
+.PHONY: install run test test-fast show bench review share explore sky cloud-sweep cloud-results
 BASE ?= main
 
 install: $(INSTALLED) $(RUNTIME) $(PLOTS_PAGE)
@@ -53,6 +53,12 @@ bench: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/checkpoint.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/conv_speed.py --images 10000
 	PATH="$(CURDIR)/$(BIN):$$PATH" python benchmarks/colour_scale.py  # CelebA's size: about an hour on 2 cores
+
+# every experiment in 120 columns: its name, the params that differ, the headline metrics,
+# each marked ≈ where it lies within the seeds' spread of the first commit's (vaepipe.runs.noise)
+SHOWN ?= test.loss,test.recon,test.kl,test.iw_nll,samples.fd
+show: $(INSTALLED)
+	@PATH="$(CURDIR)/$(BIN):$$PATH" python -m vaepipe.runs.table --metrics "$(SHOWN)"
 
 # a Markdown report of the workspace against $(BASE): review/report.md. BASE reaches the
 # command as an environment variable, quoted, never pasted into the shell's text.

@@ -107,6 +107,11 @@ def test_review_report_holds_the_change_and_both_figures(repo):
         old, new = (float(cell) for cell in line.split("|")[3:5])  # DVC rounds to 5 decimals
         assert old == pytest.approx(diff[key]["old"], abs=1e-5) and new == pytest.approx(diff[key]["new"], abs=1e-5)
     assert "| test.iw_nll |" in report and "| samples.fd |" in report and "no metrics" not in report
+    # each changed metric says whether it lies beyond what reseeding the default run gives
+    changed = report.split("## Metrics that changed")[1].split("##")[0]
+    assert "beyond reseeding?" in changed
+    rows = [line for line in changed.splitlines() if line.startswith("| metrics/")]
+    assert rows and all(line.rstrip(" |").rsplit("|", 1)[1].strip() in ("yes", "no ≈", "—") for line in rows)
     for name in ("samples.png", "morph.png", "projection.png"):
         assert f"![base {name}](base/{name})" in report and f"![change {name}](change/{name})" in report
         assert (repo / "review/base" / name).read_bytes() == git_bytes(repo, f"HEAD:plots/{name}")

@@ -30,6 +30,7 @@ from vaepipe.runs.dvcjson import dvc_json  # noqa: E402
 from vaepipe.errors import UserError  # noqa: E402
 from vaepipe.outputs import FILES_USED, METRICS, PLOTS  # noqa: E402
 from vaepipe.runs.markdown import escape, table, unsafe_links  # noqa: E402
+from vaepipe.runs.noise import LEGEND, MARK, spread, within_noise  # noqa: E402
 
 LISTED = 20  # changed images named in the report, per kind of change
 HEADLINE = ["test.loss", "test.iw_nll", "samples.fd", "test.likelihood"]  # the last says what iw_nll is
@@ -54,21 +55,31 @@ def dvc_diff(kind: str, base: str) -> str:
     diff = dvc_json(kind, "diff", base)
     with_difference = kind == "metrics"  # a param's change has no difference to show
     columns = ["old", "new"] + ["diff"] * with_difference
+    stds = spread()
     rows = [[path, key, *(_number(values.get(column), 5) for column in columns)]
+            + ([_noise(key, values.get("diff"), stds)] if with_difference else [])
             for path, changes in diff.items() for key, values in sorted(changes.items())]
     if not rows:
         return f"No {kind} changed."
-    return table(["path", kind[:-1], "base", "change"] + ["difference"] * with_difference, rows)
+    header = ["path", kind[:-1], "base", "change"] + ["difference", "beyond reseeding?"] * with_difference
+    return table(header, rows) + (f"\n\n{LEGEND}" if with_difference and stds else "")
+
+
+def _noise(metric: str, difference, stds: dict[str, float]) -> str:
+    within = within_noise(metric, difference, stds)
+    return "—" if within is None else f"no {MARK}" if within else "yes"
 
 
 def headline(base: str) -> str:
     diff = {key: value for metrics in dvc_json("metrics", "diff", base, "--all").values()
             for key, value in metrics.items()}
-    rows = []
+    rows, stds = [], spread()
     for key in HEADLINE:
         values = diff.get(key, {})
-        rows.append([key, *(_number(values.get(name)) for name in ("old", "new", "diff"))])
-    return table(["metric", "base", "change", "difference"], rows)
+        rows.append([key, *(_number(values.get(name)) for name in ("old", "new", "diff")),
+                     _noise(key, values.get("diff"), stds)])
+    return table(["metric", "base", "change", "difference", "beyond reseeding?"], rows) + (
+        f"\n\n{LEGEND}" if stds else "")
 
 
 def _number(value, decimals: int = 3) -> str:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from vaepipe.runs.dvcjson import dvc_json
 from vaepipe.errors import UserError, printable
+from vaepipe.runs.noise import LEGEND, MARK, spread, within_noise
 from vaepipe.params import dotted
 
 METRICS = ["test.kl", "test.recon", "test.loss", "test.iw_nll", "test.active_units", "samples.fd", "samples_gmm.fd"]
@@ -78,22 +79,36 @@ def sweep(frame: pd.DataFrame, metrics: list[str] = METRICS) -> tuple[pd.DataFra
     return (table.sort_values(varying, kind="stable", na_position="first") if varying else table), varying
 
 
-def readable(table: pd.DataFrame, params: list[str]) -> pd.DataFrame:
+def readable(table: pd.DataFrame, params: list[str], baseline: str | None = None,
+             stds: dict[str, float] | None = None) -> pd.DataFrame:
     """Params as written (`0.25`, `2`), metrics to two decimals (four digits below 1), – where
-    a run lacks one: the form of the docs' tables."""
+    a run lacks one: the form of the docs' tables. With a `baseline` row and the seeds'
+    spread, a metric that differs from the baseline's by no more than reseeding would is
+    marked ≈ (vaepipe.runs.noise)."""
     def cell(value, is_param: bool) -> str:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return "–"
         if not isinstance(value, float):
             return str(value)
         return f"{value:g}" if is_param else f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:.4g}"
-    return table.apply(lambda column: column.map(lambda value: cell(value, column.name in params)))
+
+    shown = table.apply(lambda column: column.map(lambda value: cell(value, column.name in params)))
+    if baseline in table.index and stds:
+        for metric in (name for name in table.columns if name not in params):
+            base = table.at[baseline, metric]
+            for row in table.index.drop(baseline):
+                value = table.at[row, metric]
+                if isinstance(value, float) and isinstance(base, float) and \
+                        within_noise(metric, value - base, stds):
+                    shown.at[row, metric] += f" {MARK}"
+    return shown
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--csv", action="store_true", help="CSV, every value in full, instead of Markdown")
     parser.add_argument("--metrics", default=",".join(METRICS), help="comma-separated metric names")
+    parser.add_argument("--baseline", help="the row the others are compared with (default: the first commit)")
     parser.add_argument("show_args", nargs="*", help="passed to `dvc exp show` (after --)")
     args = parser.parse_args(argv)
     if shutil.which("dvc") is None:
@@ -102,15 +117,20 @@ def main(argv: list[str] | None = None) -> None:
         show = dvc_json("exp", "show", *args.show_args)
     except UserError as error:
         sys.exit(f"error: {error}")
-    table, params = sweep(runs(show), [name for name in args.metrics.split(",") if name])
+    every = runs(show)
+    baseline = args.baseline or (every.index[0] if len(every) else None)
+    table, params = sweep(every, [name for name in args.metrics.split(",") if name])
     if table.empty:
         sys.exit("error: no run with params or metrics yet: run `dvc repro` or `dvc exp run` first")
     # a pulled experiment's names and values are anyone's text: no escape sequence reaches the terminal
     table, params = table.rename(index=printable, columns=printable), [printable(name) for name in params]
     if args.csv:
         print(table.map(lambda value: printable(value) if isinstance(value, str) else value).to_csv(), end="")
-    else:
-        print(readable(table, params).map(printable).to_markdown(disable_numparse=True))
+        return
+    shown = readable(table, params, baseline and printable(baseline), spread())
+    print(shown.map(printable).to_markdown(disable_numparse=True))
+    if shown.map(lambda cell: cell.endswith(MARK)).to_numpy().any():
+        print(f"\n{LEGEND}; against {printable(baseline)}")
 
 
 if __name__ == "__main__":
