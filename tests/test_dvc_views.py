@@ -79,7 +79,7 @@ def test_the_charts_read_right(swept):
         assert spec["encoding"]["color"]["scale"]["scheme"] == "category20"  # 20 distinct colours
         assert {row["rev"] for row in spec["data"]["values"]} == set(revisions)
     dims = charts["plots/kl_per_dim.csv"]
-    assert dims["encoding"]["y"] == {"field": "dimension", "type": "ordinal", "title": "latent dimension"}
+    assert dims["encoding"]["x"] == {"field": "dimension", "type": "ordinal", "title": "latent dimension"}
     assert {"calculate": "toNumber(datum.dim)", "as": "dimension"} in dims["transform"]  # 0, 1, 2, …, 10
     curve = charts["plots/rate_distortion.csv"]
     marks = [layer["mark"]["type"] for layer in curve["layer"]]
