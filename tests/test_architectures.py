@@ -45,7 +45,7 @@ def repo(request, tmp_path_factory):
     mirror = Mirror(write_dataset(tmp_path_factory.mktemp("mirror")))
     folder = make_repo(tmp_path_factory.mktemp(f"repo-{request.param}"), mirror.url, d=4, arch=request.param)
     if request.param == "tiny":
-        registry = folder / "src" / "vaepipe" / "architectures.py"
+        registry = folder / "src" / "vaepipe" / "model" / "architectures.py"
         registry.write_text(registry.read_text() + TINY)
     (folder / "node_modules").symlink_to(ROOT / "node_modules")  # `make install`'s npm ci, lent
     result = dvc(folder, "repro")
@@ -103,7 +103,7 @@ def test_an_architecture_that_does_not_exist_is_one_line_naming_those_that_do(tm
     assert result.returncode != 0 and "exited with 2" in log, log
     errors = [line for line in log.splitlines() if line.startswith("error:")]
     assert errors == ["error: arch: 'cnov' is not an architecture of this code; there are mlp, conv "
-                      "(vaepipe/architectures.py)"]
+                      "(vaepipe/model/architectures.py)"]
     assert not (folder / "models").exists()
 
 

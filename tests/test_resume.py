@@ -159,7 +159,7 @@ def test_a_checkpoint_of_other_params_or_code_is_never_used(prepared, tmp_path, 
     if change == "beta":
         set_params(repo, beta=2)
     else:  # one comment added to a module train runs
-        loss = repo / "src" / "vaepipe" / "loss.py"
+        loss = repo / "src" / "vaepipe" / "model" / "loss.py"
         loss.write_text(loss.read_text() + "# a change\n")
     fresh = train(repo, store)
     assert fresh.returncode == 0, fresh.stderr

@@ -119,7 +119,7 @@ def built(d: int, variational: bool, likelihood: str, pixels: int, hidden, activ
     UserError (exit 2) naming the param an architecture cannot take."""
     if arch not in ARCHITECTURES:
         raise ArchitectureError(f"arch: {shown(arch)} is not an architecture of this code; "
-                                  f"there are {', '.join(ARCHITECTURES)} (vaepipe/architectures.py)")
+                                  f"there are {', '.join(ARCHITECTURES)} (vaepipe/model/architectures.py)")
     try:
         with torch.device(device):
             return VAE(d, variational, likelihood, pixels, hidden, activation, arch)
