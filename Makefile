@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 RUNTIME := node_modules/.installed
+PLOTS_PAGE := .dvc/plots-page.html
 EXTRAS ?= test
 
 .PHONY: install run test test-fast show bench review share explore sky cloud-sweep cloud-results
@@ -26,9 +27,7 @@ $(RUNTIME): package.json package-lock.json
 
 # DVC's plots page with vega, vega-lite and vega-embed inlined from node_modules (.dvc/config
 # names it as plots.html_template): `dvc plots show` and `diff` draw with no network
-PLOTS_PAGE := .dvc/plots-page.html
 $(PLOTS_PAGE): $(INSTALLED) $(RUNTIME) src/vaepipe/runs/plots_page.py
-	@test -d node_modules/vega || { echo "warning: npm not found: dvc plots needs it to draw its charts" >&2; exit 0; }; \
 	PYTHONPATH=src $(BIN)/python -m vaepipe.runs.plots_page
 
 run: install
