@@ -212,6 +212,20 @@ def make_repo(folder: Path, mirror_url: str, *, dataset: str = "custom", fast: b
     return folder
 
 
+def committed_run(folder: Path) -> Path:
+    """A project copy in `folder` whose whole pipeline has run on a small synthetic data set,
+    its outputs committed: what `dvc exp run`, `dvc plots diff` and the like start from."""
+    mirror = Mirror(write_dataset(folder.parent / f"{folder.name}-data", train=300, test=100))
+    try:
+        repo = make_repo(folder, mirror.url)
+        dvc(repo, "repro", timeout=1800)
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", "a run")
+    finally:
+        mirror.close()
+    return repo
+
+
 def git(folder: Path, *args: str) -> str:
     env = dict(os.environ, GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
                GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com")

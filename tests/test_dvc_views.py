@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from support import BIN, ROOT, Mirror, dvc, git, make_repo, write_dataset
+from support import BIN, ROOT, committed_run, dvc
 
 pytestmark = pytest.mark.e2e
 BETAS = ("0.5", "2", "4")
@@ -24,17 +24,9 @@ def swept(tmp_path_factory) -> tuple[Path, list[str]]:
     """A project run and committed, then a β sweep of experiments on it."""
     if not (ROOT / "node_modules" / "vega").exists():
         pytest.skip("vega is not installed: `make install` runs npm ci (.ci/run installs npm)")
-    data = write_dataset(tmp_path_factory.mktemp("data"), train=300, test=100)
-    mirror = Mirror(data)
-    try:
-        repo = make_repo(tmp_path_factory.mktemp("views") / "repo", mirror.url)
-        dvc(repo, "repro", timeout=1800)
-        git(repo, "add", "-A")
-        git(repo, "commit", "-qm", "the run of record")
-        for beta in BETAS:
-            dvc(repo, "exp", "run", "-n", f"beta-{beta.replace('.', '_')}", "-S", f"beta={beta}", timeout=1800)
-    finally:
-        mirror.close()
+    repo = committed_run(tmp_path_factory.mktemp("views") / "repo")
+    for beta in BETAS:
+        dvc(repo, "exp", "run", "-n", f"beta-{beta.replace('.', '_')}", "-S", f"beta={beta}", timeout=1800)
     return repo, ["HEAD", *(f"beta-{beta.replace('.', '_')}" for beta in BETAS)]
 
 

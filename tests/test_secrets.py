@@ -17,8 +17,8 @@ import torch
 import yaml
 from PIL import Image
 
-from support import (BIN, ROOT, Mirror, deflated, dvc, git, load_in_fresh_process, make_repo, run_stage, set_params,
-                      stage_env, write_dataset)
+from support import (BIN, ROOT, Mirror, committed_run, deflated, dvc, git, load_in_fresh_process, make_repo, run_stage,
+                      set_params, stage_env, write_dataset)
 from vaepipe.errors import UserError
 from vaepipe.params import load_params
 
@@ -162,16 +162,7 @@ def test_a_folder_of_tiny_pictures_at_a_large_side_stays_small(tmp_path, workdir
 def ran_repo(tmp_path_factory):
     """A project whose whole pipeline has run and been committed, so `dvc exp run` has every
     output to check out."""
-    data = write_dataset(tmp_path_factory.mktemp("data"), train=300, test=100)
-    mirror = Mirror(data)
-    try:
-        repo = make_repo(tmp_path_factory.mktemp("ran") / "repo", mirror.url)
-        dvc(repo, "repro", timeout=1800)
-        git(repo, "add", "-A")
-        git(repo, "commit", "-qm", "a run")
-    finally:
-        mirror.close()
-    return repo
+    return committed_run(tmp_path_factory.mktemp("ran") / "repo")
 
 
 @pytest.mark.e2e
