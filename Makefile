@@ -9,7 +9,7 @@ RUNTIME := node_modules/.installed
 PLOTS_PAGE := .dvc/plots-page.html
 EXTRAS ?= test
 
-.PHONY: install run test test-fast show bench review share explore sky cloud-sweep cloud-results
+.PHONY: install run test test-fast show bench review share compare explore sky cloud-sweep cloud-results
 BASE ?= main
 
 install: $(INSTALLED) $(RUNTIME) $(PLOTS_PAGE)
@@ -69,13 +69,20 @@ review: $(INSTALLED)
 share: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" python -m vaepipe.runs.share
 
-# the explorer of the workspace's run (`dvc repro explore` makes it), served on 127.0.0.1 only, to
-# requests addressed to 127.0.0.1 or localhost (vaepipe.explorer.serve: no DNS rebinding)
+# every experiment the repository knows on one static page, compare/ (vaepipe.compare.build):
+# read from git and the DVC cache, nothing checked out or re-run
+compare: $(INSTALLED)
+	@PATH="$(CURDIR)/$(BIN):$$PATH" python -m vaepipe.compare.build --out compare
+
+# the explorer of the workspace's run (`dvc repro explore` makes it), or FOLDER=compare, served on
+# 127.0.0.1 only, to requests addressed to 127.0.0.1 or localhost (vaepipe.explorer.serve: no DNS rebinding)
 PORT ?= 8000
+FOLDER ?= explorer
+export FOLDER
 explore: $(INSTALLED)
-	@test -f explorer/index.html || { echo "error: explorer/ not found: run \`dvc repro explore\` first" >&2; exit 1; }
-	@echo "explorer: http://127.0.0.1:$(PORT)/ (Ctrl-C stops it)"
-	@$(BIN)/python -m vaepipe.explorer.serve explorer --port "$(PORT)"
+	@test -f "$$FOLDER/index.html" || { echo "error: $$FOLDER/index.html not found: run \`dvc repro explore\` (or \`make compare\`) first" >&2; exit 1; }
+	@echo "$$FOLDER: http://127.0.0.1:$(PORT)/ (Ctrl-C stops it)"
+	@$(BIN)/python -m vaepipe.explorer.serve "$$FOLDER" --port "$(PORT)"
 
 # SkyPilot, which launches runs on clouds, Kubernetes or Slurm (docs/cloud.md), in an
 # environment of its own: it pins click below 8.2, DVC's needs 8.5
@@ -93,9 +100,11 @@ export PARAMS SKY_ARGS
 cloud-sweep: $(INSTALLED) $(SKY_VENV)/.installed
 	SKY="$(CURDIR)/$(SKY_VENV)/bin/sky" $(BIN)/python -m vaepipe.runs.cloud "$$PARAMS" -- $$SKY_ARGS
 
-# every experiment pushed from this commit, fetched with its outputs and shown as one table
+# every experiment pushed from this commit, fetched with its outputs, shown as one table and
+# on the comparison page (compare/)
 GIT_REMOTE ?= origin
 export GIT_REMOTE
 cloud-results: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc exp pull "$$GIT_REMOTE"
 	PATH="$(CURDIR)/$(BIN):$$PATH" python -m vaepipe.runs.table
+	@PATH="$(CURDIR)/$(BIN):$$PATH" python -m vaepipe.compare.build --out compare

@@ -14,6 +14,7 @@ from test_stage_deps import SRC, imported
 # top to bottom; the parts of one floor are independent of each other
 FLOORS = [
     {"api", "stage", "assign"},  # entry points: users, the stage scripts, the cloud run
+    {"compare"},  # the page over every run, which reads what runs/ reads
     {"training", "figures", "explorer", "runs"},
     {"evaluation"},
     {"model"},

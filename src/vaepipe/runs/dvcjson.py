@@ -9,8 +9,8 @@ import subprocess
 from vaepipe.errors import UserError
 
 
-def dvc_json(*args: str) -> dict | list:
-    result = subprocess.run(["dvc", *args, "--json"], capture_output=True, text=True)
+def dvc_json(*args: str, cwd=None) -> dict | list:
+    result = subprocess.run(["dvc", *args, "--json"], cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise UserError(f"dvc {' '.join(args[:2])} failed: {last[:200]}")
