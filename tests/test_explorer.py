@@ -69,6 +69,10 @@ def canvas_grey(page, canvas_id: str, x0: int = 0, width: int = 28) -> np.ndarra
 
 def test_page_loads_without_errors_or_outside_requests(page, served, repo, capsys):
     assert page.errors == []
+    # the first view: samples, and the first test image beside its reconstruction, before any click
+    assert page.evaluate("explorer.picked") == 0 and page.evaluate("Array.from(explorer.z)") == [0] * 6
+    for canvas, width in (("samples", 112), ("picked", 28), ("pickedRecon", 28)):
+        assert canvas_grey(page, canvas, 0, width).std() > 0, f"{canvas} is blank at load"
     assert page.requests and all(url.startswith(served) for url in page.requests), page.requests
     ready = page.evaluate("explorer.readyMs")
     with capsys.disabled():

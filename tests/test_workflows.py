@@ -104,6 +104,22 @@ def test_pull_requests_run_read_only_and_the_comment_job_runs_none_of_their_code
     assert "ref" not in checkout["with"]  # the default branch's code, never the pull request's
 
 
+def test_review_keeps_the_comparison_page_and_the_comment_links_it():
+    review = steps(ROOT / ".github/workflows/review.yml")
+    built = next(k for k, step in enumerate(review) if step.get("run") == "make compare")
+    upload = review[built + 1]
+    assert upload["uses"].startswith("actions/upload-artifact@") and upload["with"] == {"name": "compare",
+                                                                                       "path": "compare/"}
+    comment = steps(ROOT / ".github/workflows/comment.yml")
+    names = [step.get("name", "") for step in comment]
+    check = next(k for k, name in enumerate(names) if name.startswith("Check the report"))
+    link = next(k for k, name in enumerate(names) if name.startswith("Link the comparison page"))
+    post = next(k for k, name in enumerate(names) if name.startswith("Post or update"))
+    assert check < link < post  # the link is added by trusted code after the report's own links are checked
+    assert comment[link]["env"]["RUN_URL"] == ("${{ github.server_url }}/${{ github.repository }}/actions/runs/"
+                                               "${{ github.event.workflow_run.id }}")
+
+
 def test_only_the_shared_cache_environment_holds_the_write_credential():
     for path in WORKFLOWS:
         workflow = yaml.safe_load(path.read_text())

@@ -1,8 +1,8 @@
 """Every experiment the repository knows, read from what git and the DVC cache already hold:
 nothing is checked out and nothing re-run.
 
-The runs are those `dvc exp show` lists from every baseline: the tip of each branch and
-tag, HEAD, and every commit an experiment was made from (its ref, refs/exps/<sha>/<name>,
+The runs are those `dvc exp show` lists from every baseline: the tip of each branch (local
+or fetched) and tag, HEAD, and every commit an experiment was made from (its ref, refs/exps/<sha>/<name>,
 names it), with the workspace; queued, running and failed experiments are kept and marked,
 with their params only. For each run with results, its git-tracked outputs (the training
 curves, the projection's points, the figures) come out of its commit, and its explorer out
@@ -89,8 +89,8 @@ def baselines(repo: Path) -> tuple[list[str], dict[str, list[str]]]:
     for line in git(repo, "for-each-ref", "--format=%(objectname) %(*objectname) %(refname)").splitlines():
         sha, peeled, ref = line.split(" ", 2)
         target = peeled or sha  # an annotated tag: the commit it points at
-        if ref.startswith(("refs/heads/", "refs/tags/")):
-            commits.append(target)
+        if ref.startswith(("refs/heads/", "refs/tags/", "refs/remotes/")) and not ref.endswith("/HEAD"):
+            commits.append(target)  # a branch, a tag, or a fetched branch (origin/main in a review)
             names.setdefault(target, []).append(ref.split("/", 2)[2])
         elif ref.startswith("refs/exps/") and len(parts := ref.split("/")) == 5 and len(parts[2] + parts[3]) == 40:
             commits.append(parts[2] + parts[3])  # refs/exps/<2>/<38>/<name>: the experiment's baseline

@@ -159,9 +159,9 @@
     };
     const show = (i) => {
       paint($("picked"), testImage(i));
-      then(ex.decode(testMu(i)), (pixels) => paint($("pickedRecon"), pixels));
       $("pickedLabel").textContent = `test image ${i}` + (run.classes.length ? `, label ${run.classes[run.map.labels[i]]}` : "");
       ex.picked = i;
+      return then(ex.decode(testMu(i)), (pixels) => paint($("pickedRecon"), pixels));
     };
     $("map").addEventListener("mousemove", (event) => { const i = nearest(event); if (i >= 0) show(i); });
     $("map").addEventListener("click", (event) => {
@@ -169,6 +169,7 @@
       if (i >= 0) { show(i); setZ(testMu(i)); }
     });
     drawMap();
+    return show;
   }
 
   // --- draw a digit: a soft round brush on the 28 × 28 grid
@@ -244,11 +245,11 @@
     const eps = priorCode();
     return Float64Array.from(means[k], (m, i) => m + cholesky[k][i].reduce((s, l, j) => s + l * eps[j], 0));
   }
-  function showSamples(draw) {
+  function showSamples(draw, { moveZ = true } = {}) {  // moveZ: the decoded z becomes the first sample
     const codes = Array.from({ length: 8 }, draw);
-    codes.forEach((z, n) => then(ex.decode(z), (pixels) => paint($("samples"), pixels, (n % 4) * SIDE, Math.floor(n / 4) * SIDE)));
-    setZ(codes[0]);
     ex.samples = codes;
+    if (moveZ) setZ(codes[0]);
+    return Promise.all(codes.map((z, n) => then(ex.decode(z), (pixels) => paint($("samples"), pixels, (n % 4) * SIDE, Math.floor(n / 4) * SIDE))));
   }
   let codeA, codeB;
   function drawMorph() {
@@ -304,13 +305,14 @@
       [$(id).width, $(id).height] = [cols * SIDE, rows * SIDE];
     describeRun();
     buildSliders();
-    setUpMap();
+    const showTest = setUpMap();
     setUpDrawing();
     setUpMorph();
     $("zero").addEventListener("click", () => setZ(new Float64Array(run.d)));
     $("prior").addEventListener("click", () => showSamples(priorCode));
     $("mixture").addEventListener("click", () => showSamples(mixtureCode));
-    await setZ(new Float64Array(run.d));
+    // the first view is never black squares: z = 0 decoded, samples of the prior, the first test image
+    await Promise.all([setZ(new Float64Array(run.d)), showSamples(priorCode, { moveZ: false }), showTest(0)]);
     ex.readyMs = performance.now();
     return true;
   })().catch((error) => { $("status").textContent = `could not load the explorer's data: ${error.message}`; throw error; });
