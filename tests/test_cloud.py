@@ -177,8 +177,12 @@ def test_the_task_on_remote_machines_pushes_an_experiment_and_resumes_after_pree
 
     # a teammate's clone pulls it, sees it, restores its outputs, and runs nothing again
     third = machine(team, "teammate")
-    subprocess.run(["make", "cloud-results"], cwd=third, env=dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}"),
-                   check=True, capture_output=True, text=True)
+    results = subprocess.run(["make", "cloud-results"], cwd=third, check=True, capture_output=True, text=True,
+                             env=dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}"))
+    assert "compare/: " in results.stdout  # and on the comparison page, with its figures
+    page = json.loads((third / "compare" / "data.js").read_text().removeprefix("window.COMPARE = ").rstrip()[:-1])
+    pulled = next(run for run in page["runs"] if run["name"] == "beta-2")
+    assert pulled["metrics"]["test.loss"] > 0 and pulled["figures"]
     shown = json.loads(dvc(third, "exp", "show", "--json").stdout)
     experiments = {exp["name"]: exp for entry in shown for exp in (entry.get("experiments") or [])
                    for exp in exp["revs"]}

@@ -169,7 +169,7 @@ class Params:
     epochs: int = number(minimum=1)
     model: str = one_of("vae", "ae")
     hidden: list[int] | None  # the widths of the hidden layers, input side first; null = [d²] (the notes)
-    activation: str = one_of("relu", "tanh")
+    activation: str = one_of("relu", "tanh", "leaky_relu")
     arch: str  # the networks' architecture: a name of vaepipe.model.architectures (the train stage checks it)
     data: DataParams
     train: TrainParams

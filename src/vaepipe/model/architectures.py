@@ -12,13 +12,14 @@ PyTorch's meta device), the checkpoints' checks, the ONNX export and the figures
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from torch import nn
 
 from vaepipe.model.network import hidden_widths, layer_widths
 
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU}  # LeakyReLU: slope 0.01
 Built = tuple[list[nn.Module], list[nn.Module], list[int]]
 
 
@@ -37,6 +38,15 @@ def mlp(d: int, channels: int, side: int, hidden: list[int] | None, activation: 
 
 
 CONV_WIDTHS = [32, 64, 128, 256, 512]  # channels after each halving, as PyTorch-VAE's vanilla VAE
+GROUPS = 8  # GroupNorm's groups of channels (fewer where a width is not a multiple of 8)
+
+
+def normalized(channels: int) -> nn.GroupNorm:
+    """The conv network's normalization: GroupNorm, not the common VAE's BatchNorm. It learns
+    as well here (experiments/conv_reference.py) and normalizes each image by itself, so an
+    image's code never depends on the batch it came in, training and inference are the same
+    computation, and there are no running statistics to checkpoint or export."""
+    return nn.GroupNorm(math.gcd(GROUPS, channels), channels)
 SMALLEST_MAP = 4  # the encoder halves the side while it stays even and at least this
 
 
@@ -50,9 +60,10 @@ def halvings(side: int) -> int:
 
 def conv(d: int, channels: int, side: int, hidden: list[int] | None, activation: str) -> Built:
     """The common convolutional VAE: 3×3 convolutions of stride 2, each halving the side and
-    taking the next width of channels, down to a map of 4 to 7 pixels a side, then a linear
-    layer to μ and log σ²; the decoder mirrors it with transposed convolutions and a last
-    3×3 convolution to the image's channels. Depth follows the side; `hidden` the widths."""
+    taking the next width of channels, normalized and activated, down to a map of 4 to 7
+    pixels a side, then a linear layer to μ and log σ²; the decoder mirrors it with
+    transposed convolutions and a last 3×3 convolution to the image's channels. Depth
+    follows the side; `hidden` the widths."""
     depth = min(halvings(side), len(hidden or CONV_WIDTHS))
     if depth == 0:
         raise ValueError(f"data.side {side}: the conv network halves the side at least once and keeps it "
@@ -63,12 +74,12 @@ def conv(d: int, channels: int, side: int, hidden: list[int] | None, activation:
     small = side >> depth
     encoder: list[nn.Module] = [nn.Unflatten(1, (channels, side, side))]
     for n_in, n_out in zip([channels, *widths], widths):
-        encoder += [nn.Conv2d(n_in, n_out, 3, stride=2, padding=1), act()]
+        encoder += [nn.Conv2d(n_in, n_out, 3, stride=2, padding=1), normalized(n_out), act()]
     encoder += [nn.Flatten(), nn.Linear(widths[-1] * small * small, 2 * d)]
     decoder: list[nn.Module] = [nn.Linear(d, widths[-1] * small * small), act(),
                                 nn.Unflatten(1, (widths[-1], small, small))]
     for n_in, n_out in zip(widths[::-1], [*widths[-2::-1], widths[0]]):
-        decoder += [nn.ConvTranspose2d(n_in, n_out, 3, stride=2, padding=1, output_padding=1), act()]
+        decoder += [nn.ConvTranspose2d(n_in, n_out, 3, stride=2, padding=1, output_padding=1), normalized(n_out), act()]
     decoder += [nn.Conv2d(widths[0], channels, 3, padding=1), nn.Flatten()]
     return encoder, decoder, widths
 
