@@ -20,7 +20,7 @@ def main(params):
     (n_train, pixels), n_test = split_shape(train_path), split_length(test_path)
     device = pick_device(params.train.device)
     network = footprint(built(params.d, params.variational, params.train.likelihood, pixels, params.hidden,
-                              params.activation, params.arch, device="meta"))
+                              params.activation, params.arch, device="meta", arch_options=params.arch_options))
     check_fits(training_needs(network, params.d, params.train.batch_size, params.epochs, n_train, n_test, pixels),
                device)
     here = machine(device)

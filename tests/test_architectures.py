@@ -18,12 +18,12 @@ from vaepipe.model.vae import built
 pytestmark = pytest.mark.e2e
 
 # the test's own architecture: a strided convolution, a LayerNorm and tanh before the code,
-# and a decoder of two linear layers; registered as the module's docstring says
+# and a decoder of two linear layers; registered as the module's docstring says, with an
+# option of its own (`width`), declared there and nowhere else
 TINY = '''
 
-def tiny(d, channels, side, hidden, activation):
+def tiny(d, channels, side, hidden, activation, *, width: Annotated[int, number(minimum=1, maximum=64)] = 6):
     """A test's architecture: conv 3×3 stride 2, LayerNorm, linear; decoder linear, tanh, linear."""
-    width = (hidden or [6])[0]
     features = width * ((side + 1) // 2) ** 2
     encoder = [nn.Unflatten(1, (channels, side, side)), nn.Conv2d(channels, width, 3, stride=2, padding=1),
                nn.Tanh(), nn.Flatten(), nn.LayerNorm(features), nn.Linear(features, 2 * d)]
@@ -34,6 +34,8 @@ def tiny(d, channels, side, hidden, activation):
 ARCHITECTURES["tiny"] = tiny
 '''
 
+OPTIONS = {"conv": {}, "tiny": {"width": 5}}  # what each run sets in params.yaml's arch_options
+RESOLVED = {"conv": {"norm": "group", "groups": 8}, "tiny": {"width": 5}}  # with the defaults
 STAGES = ("download", "normalize", "train", "classifier", "evaluate", "latent", "generate", "project", "export",
           "explore")
 
@@ -43,7 +45,8 @@ def repo(request, tmp_path_factory):
     if not (ROOT / "node_modules" / "onnxruntime-web").exists():
         pytest.skip("onnxruntime-web is not installed: `make install` runs npm ci (.ci/run installs npm)")
     mirror = Mirror(write_dataset(tmp_path_factory.mktemp("mirror")))
-    folder = make_repo(tmp_path_factory.mktemp(f"repo-{request.param}"), mirror.url, d=4, arch=request.param)
+    folder = make_repo(tmp_path_factory.mktemp(f"repo-{request.param}"), mirror.url, d=4, arch=request.param,
+                       arch_options=OPTIONS[request.param])
     if request.param == "tiny":
         registry = folder / "src" / "vaepipe" / "model" / "architectures.py"
         registry.write_text(registry.read_text() + TINY)
@@ -71,6 +74,25 @@ def test_every_stage_runs_and_the_model_is_trained_by_autograd(repo):
         assert (folder / "models" / "onnx" / f"{name}.onnx").exists()
     # the stage checked both files against PyTorch; the check fails on another model's file
     in_repo(folder, CHECK_ONNX + "print(check_files())")
+
+
+def test_an_architectures_own_options_reach_the_model_its_files_and_the_page(repo):
+    """Declared once, as the builder's keyword (the tiny one's `width` lives only in the test's
+    copy of the registry): set in params.yaml, built into the model, saved with its weights,
+    carried by the ONNX files and shown by the explorer."""
+    folder, _ = repo
+    arch = json.loads(in_repo(folder, "import json; from vaepipe.model.vae import load_model; "
+                                      "m, h = load_model('models/model.pt'); "
+                                      "print(json.dumps([h['arch'], h['arch_options'], m.encoder[1].out_channels]))"))
+    name, saved, channels = arch
+    assert saved == RESOLVED[name]
+    assert channels == (5 if name == "tiny" else 32)
+    metadata = json.loads(in_repo(folder, "import json; from vaepipe.explorer.build import onnx_metadata; "
+                                          "print(onnx_metadata('models/onnx/decoder.onnx')['arch_options'])"))
+    assert metadata == RESOLVED[name]
+    shown = json.loads((folder / "explorer" / "run.json").read_text())["params"]
+    assert {key: value for key, value in shown.items() if key.startswith("arch_options.")} == \
+        {f"arch_options.{key}": value for key, value in RESOLVED[name].items()}
 
 
 def test_the_page_decodes_a_slider_move_as_torch_does(repo, browser):
@@ -104,6 +126,24 @@ def test_an_architecture_that_does_not_exist_is_one_line_naming_those_that_do(tm
     errors = [line for line in log.splitlines() if line.startswith("error:")]
     assert errors == ["error: arch: 'cnov' is not an architecture of this code; there are mlp, conv "
                       "(vaepipe/model/architectures.py)"]
+    assert not (folder / "models").exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"norm": "batch"}, "arch_options.norm: must be one of group, none, got 'batch'"),
+    ({"nrom": "none"}, "arch_options.nrom: not an option of arch conv; its options are norm, groups "
+                       "(vaepipe/model/architectures.py)"),
+    ({"groups": 0}, "arch_options.groups: must be an integer >= 1 and <= 512, got 0")])
+def test_a_bad_option_is_one_line_and_exit_2(tmp_path, options, message):
+    mirror = Mirror(write_dataset(tmp_path / "mirror"))
+    try:
+        folder = make_repo(tmp_path / "repo", mirror.url, arch="conv", arch_options=options)
+        result = dvc(folder, "repro", "train", check=False)
+    finally:
+        mirror.close()
+    log = result.stdout + result.stderr
+    assert result.returncode != 0 and "exited with 2" in log, log
+    assert [line for line in log.splitlines() if line.startswith("error:")] == [f"error: {message}"]
     assert not (folder / "models").exists()
 
 

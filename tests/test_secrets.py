@@ -77,6 +77,9 @@ def test_assign_sets_params_as_written_and_refuses_interpolation(workdir, monkey
     assert load_params(workdir / "params.yaml").project.epochs == [0, 5]
     assert after.count("#") == before.count("#"), "comments kept"
     assert main(["d=0"]) == 2 and (workdir / "params.yaml").read_text() == after
+    assert main(["arch=conv", "arch_options.norm=none"]) == 0  # an architecture's option: a key of its own
+    assert load_params(workdir / "params.yaml").arch_options == {"norm": "none"}
+    assert main(["bta=2"]) == 2 and main(["train.lrr=2"]) == 2  # any other unknown key is refused
 
 
 def test_assign_with_an_interpolation_is_one_line_and_exit_2(workdir):

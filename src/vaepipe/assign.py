@@ -45,7 +45,8 @@ def assign(assignments: list[str], path: str | Path = PARAMS_FILE) -> None:
         node = document
         for part in parents:
             node = node.get(part) if isinstance(node, dict) else None
-        if not isinstance(node, dict) or leaf not in node:
+        open_ended = parents == [OPEN_SECTION]  # an architecture's options: options_of checks them
+        if not isinstance(node, dict) or (leaf not in node and not open_ended):
             raise ParamsError(f"{key}: unknown key; see params.yaml for the keys")
         node[leaf] = _flow(value)
     text = io.StringIO()
@@ -53,6 +54,9 @@ def assign(assignments: list[str], path: str | Path = PARAMS_FILE) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text.getvalue())
         load_params(tmp)  # the whole file checked before it replaces params.yaml
+
+
+OPEN_SECTION = "arch_options"  # the one section whose keys params.yaml does not list
 
 
 def _flow(value):

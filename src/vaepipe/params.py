@@ -171,6 +171,7 @@ class Params:
     hidden: list[int] | None  # the widths of the hidden layers, input side first; null = [d²] (the notes)
     activation: str = one_of("relu", "tanh", "leaky_relu")
     arch: str  # the networks' architecture: a name of vaepipe.model.architectures (the train stage checks it)
+    arch_options: dict  # that architecture's own options; each declares them (vaepipe.model.architectures)
     data: DataParams
     train: TrainParams
     evaluate: EvaluateParams
@@ -319,6 +320,13 @@ def _build(cls, raw, prefix: str):
             raise ParamsError(f"{key}: missing; add it to params.yaml ({_allowed(hints[name], spec)})")
         values[name] = _check(raw[name], hints[name], spec, key)
     return cls(**values)
+
+
+def check_value(value, hint, spec, key: str):
+    """`value` checked as the field `spec` of type `hint` (made by `number`, `one_of` or
+    `field()`), named `key` in the one-line error: params.yaml's own checks, for values that
+    other modules declare (an architecture's options, vaepipe.model.architectures)."""
+    return _check(value, hint, spec, key)
 
 
 def _check(value, hint, spec, key):

@@ -154,6 +154,13 @@ def build_with_runtime(out: Path, *, encoder: Path, decoder: Path, **page) -> No
                         "onnxruntime-web from npm; run `make install` (it needs npm) and `dvc repro explore`")
     run = {"likelihood": meta["likelihood"], "variational": meta["variational"] == "True", **image_of(pixels),
            "runtime": "onnxruntime-web"}
+    try:  # the architecture's options, defaults included, as the model was built with them
+        options = json.loads(meta.get("arch_options", "{}"))
+    except ValueError:
+        options = None
+    if not isinstance(options, dict):
+        raise UserError(f"{decoder}: its arch_options are not a mapping; run `dvc repro export --force`")
+    page["params"] = page["params"] | {f"arch_options.{name}": value for name, value in options.items()}
     files = {name: (RUNTIME / name).read_bytes() for name in RUNTIME_FILES}
     files |= {"encoder.onnx": Path(encoder).read_bytes(), "decoder.onnx": Path(decoder).read_bytes()}
     write_page(out, run, files, d=d, **page)

@@ -10,6 +10,7 @@ so a reader needs nothing else.
 from __future__ import annotations
 
 import io
+import json
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,7 +82,7 @@ def onnx_bytes(part: Part, metadata: dict) -> bytes:
                           dynamic_axes={name: {0: "batch"} for name in part.inputs + part.outputs})
     graph = onnx.load_from_string(buffer.getvalue())
     for key, value in metadata.items():
-        graph.metadata_props.add(key=key, value=str(value))
+        graph.metadata_props.add(key=key, value=json.dumps(value) if isinstance(value, dict) else str(value))
     return graph.SerializeToString()
 
 

@@ -11,9 +11,9 @@ import zipfile
 import torch
 from torch import nn
 
-from vaepipe.model.architectures import ACTIVATIONS, ARCHITECTURES
+from vaepipe.model.architectures import ACTIVATIONS, ARCHITECTURES, BEFORE_OPTIONS, options_of
 from vaepipe.atomic import write_tensors
-from vaepipe.errors import UserError, unreadable
+from vaepipe.errors import ParamsError, UserError, unreadable
 from vaepipe.layout import PIXELS, image_shape
 from vaepipe.model.loss import CONTINUOUS_BERNOULLI, decoded_mean
 from vaepipe.model.network import Footprint, hidden_widths, mlp_footprint
@@ -29,7 +29,7 @@ class VAE(nn.Module):
 
     def __init__(self, d: int = 20, variational: bool = True, likelihood: str = "bernoulli",
                  pixels: int = PIXELS, hidden: list[int] | None = None, activation: str = "relu",
-                 arch: str = "mlp"):
+                 arch: str = "mlp", arch_options: dict | None = None):
         super().__init__()
         self.d = d
         self.pixels = pixels  # channels·side², from the data: 784 for MNIST
@@ -39,8 +39,10 @@ class VAE(nn.Module):
         self.arch = arch  # vaepipe.model.architectures: what builds the two networks
         if arch not in ARCHITECTURES:
             raise ValueError(f"arch: {shown(arch)} is not an architecture; there are {', '.join(ARCHITECTURES)}")
+        self.arch_options = options_of(arch, arch_options)  # every option, defaults included
         self.channels, side = image_shape(pixels)
-        encoder, decoder, self.hidden = ARCHITECTURES[arch](d, self.channels, side, hidden, activation)
+        encoder, decoder, self.hidden = ARCHITECTURES[arch](d, self.channels, side, hidden, activation,
+                                                            **self.arch_options)
         self.encoder = nn.Sequential(*encoder)
         self.decoder = nn.Sequential(*decoder, nn.Sigmoid())
 
@@ -99,7 +101,8 @@ def hyperparameters(model: VAE) -> dict:
     """What builds the model again; the notes' architecture is the default, left unsaid
     (so its checkpoints stay what they were)."""
     if model.arch != "mlp":
-        shape = {"arch": model.arch, "pixels": model.pixels, "hidden": model.hidden, "activation": model.activation}
+        shape = {"arch": model.arch, "pixels": model.pixels, "hidden": model.hidden, "activation": model.activation,
+                 "arch_options": model.arch_options}
     elif (model.hidden, model.activation) == (hidden_widths(model.d), "relu"):
         shape = {}
     else:
@@ -114,7 +117,7 @@ class ArchitectureError(UserError):
 
 
 def built(d: int, variational: bool, likelihood: str, pixels: int, hidden, activation: str, arch: str,
-          device: torch.device | str = "cpu") -> VAE:
+          device: torch.device | str = "cpu", arch_options: dict | None = None) -> VAE:
     """The model, built on `device` (PyTorch's "meta" device: its shapes, no memory), or a
     UserError (exit 2) naming the param an architecture cannot take."""
     if arch not in ARCHITECTURES:
@@ -122,7 +125,7 @@ def built(d: int, variational: bool, likelihood: str, pixels: int, hidden, activ
                                   f"there are {', '.join(ARCHITECTURES)} (vaepipe/model/architectures.py)")
     try:
         with torch.device(device):
-            return VAE(d, variational, likelihood, pixels, hidden, activation, arch)
+            return VAE(d, variational, likelihood, pixels, hidden, activation, arch, arch_options)
     except ValueError as error:
         raise ArchitectureError(str(error)) from None
 
@@ -134,7 +137,7 @@ def footprint(model: VAE) -> Footprint:
     if model.arch == "mlp":
         return mlp_footprint(model.d, model.pixels, model.hidden)
     meta = built(model.d, model.variational, model.likelihood, model.pixels, model.hidden, model.activation,
-                 model.arch, device="meta")
+                 model.arch, device="meta", arch_options=model.arch_options)
     outputs = []
     hooks = [module.register_forward_hook(lambda _, __, out: outputs.append(out.numel()))
              for module in meta.modules() if not list(module.children())]
@@ -190,9 +193,13 @@ def checked_checkpoint(checkpoint) -> tuple[dict, dict, int]:
         pixels = hparams.get("pixels")
         if type(pixels) is not int or not 1 <= pixels <= MAX_WIDTH ** 2:
             raise ValueError(f"hparams pixels: must be an integer from 1 to {MAX_WIDTH ** 2}, got {shown(pixels)}")
-    expected = {name: tuple(tensor.shape) for name, tensor in built(
-        d, True, hparams["likelihood"], pixels, hidden, hparams.get("activation", "relu"), arch,
-        device="meta").state_dict().items()}
+    options = saved_options(hparams, arch)
+    try:
+        expected = {name: tuple(tensor.shape) for name, tensor in built(
+            d, True, hparams["likelihood"], pixels, hidden, hparams.get("activation", "relu"), arch,
+            device="meta", arch_options=options).state_dict().items()}
+    except ParamsError as error:
+        raise ValueError(f"hparams {error}") from None
     if set(state) != set(expected):
         raise ValueError(f"its tensors are not those of the model its hparams describe ({len(state)} "
                          f"against {len(expected)})")
@@ -205,6 +212,15 @@ def checked_checkpoint(checkpoint) -> tuple[dict, dict, int]:
     return hparams, state, pixels
 
 
+def saved_options(hparams: dict, arch: str) -> dict:
+    """The architecture's options a checkpoint was built with; one saved before its
+    architecture had options was built as BEFORE_OPTIONS says."""
+    options = hparams.get("arch_options", BEFORE_OPTIONS.get(arch, {}))
+    if not isinstance(options, dict):
+        raise ValueError(f"hparams arch_options: must be a mapping, got {shown(options)}")
+    return options
+
+
 def load_model(path, device: torch.device | str = "cpu") -> tuple[VAE, dict]:
     """The trained model (in evaluation mode) and its hyper-parameters."""
     try:
@@ -212,7 +228,8 @@ def load_model(path, device: torch.device | str = "cpu") -> tuple[VAE, dict]:
             refuse_compressed(archive)  # before torch.load inflates anything
         hparams, state, pixels = checked_checkpoint(torch.load(path, map_location=device, weights_only=True))
         model = built(hparams["d"], hparams["variational"], hparams["likelihood"], pixels, hparams.get("hidden"),
-                      hparams.get("activation", "relu"), hparams.get("arch", "mlp"), device)
+                      hparams.get("activation", "relu"), hparams.get("arch", "mlp"), device,
+                      saved_options(hparams, hparams.get("arch", "mlp")))
         model.load_state_dict(state)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, ValueError, EOFError, OSError) as error:
         raise unreadable(path, error, "train") from None

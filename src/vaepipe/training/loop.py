@@ -276,7 +276,7 @@ def start_run(params, pixels: int, device: torch.device) -> Run:
     """A run at epoch 0: everything seeded from params.seed."""
     seed_everything(params.seed)
     model = VAE(params.d, params.variational, params.train.likelihood, pixels, params.hidden,
-                params.activation, params.arch).to(device)
+                params.activation, params.arch, params.arch_options).to(device)
     return Run(model, make_optimizer(model, params.train.lr, params.train.adam_eps),
                torch.Generator().manual_seed(params.seed),
                torch.Generator(device).manual_seed(params.seed) if params.data.binarize == "dynamic" else None,
