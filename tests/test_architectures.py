@@ -35,7 +35,7 @@ ARCHITECTURES["tiny"] = tiny
 '''
 
 OPTIONS = {"conv": {}, "tiny": {"width": 5}}  # what each run sets in params.yaml's arch_options
-RESOLVED = {"conv": {"norm": "group", "groups": 8}, "tiny": {"width": 5}}  # with the defaults
+RESOLVED = {"conv": {"norm": "batch", "groups": 8}, "tiny": {"width": 5}}  # with the defaults
 STAGES = ("download", "normalize", "train", "classifier", "evaluate", "latent", "generate", "project", "export",
           "explore")
 
@@ -130,7 +130,7 @@ def test_an_architecture_that_does_not_exist_is_one_line_naming_those_that_do(tm
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"norm": "batch"}, "arch_options.norm: must be one of group, none, got 'batch'"),
+    ({"norm": "layer"}, "arch_options.norm: must be one of batch, group, none, got 'layer'"),
     ({"nrom": "none"}, "arch_options.nrom: not an option of arch conv; its options are norm, groups "
                        "(vaepipe/model/architectures.py)"),
     ({"groups": 0}, "arch_options.groups: must be an integer >= 1 and <= 512, got 0")])

@@ -56,10 +56,14 @@ GROUPS = 8  # GroupNorm's groups of channels (fewer where a width is not a multi
 
 
 def normalized(channels: int, norm: str, groups: int) -> list[nn.Module]:
-    """The conv network's normalization: GroupNorm, not the common VAE's BatchNorm. It learns
-    as well here (experiments/conv_reference.py) and normalizes each image by itself, so an
-    image's code never depends on the batch it came in, training and inference are the same
-    computation, and there are no running statistics to checkpoint or export."""
+    """The conv network's normalization after each convolution. BatchNorm, the common VAE's:
+    in training it normalizes over the batch, at evaluation with its running statistics, so
+    a trained model's code of an image never depends on the images beside it. GroupNorm
+    normalizes each image by itself, which takes away what an image holds as a whole (its
+    ground's colour, its brightness): on tinted digits it learned far less
+    (experiments/conv_reference.py, docs/images.md)."""
+    if norm == "batch":
+        return [nn.BatchNorm2d(channels)]
     return [nn.GroupNorm(math.gcd(groups, channels), channels)] if norm == "group" else []
 SMALLEST_MAP = 4  # the encoder halves the side while it stays even and at least this
 
@@ -73,14 +77,14 @@ def halvings(side: int) -> int:
 
 
 def conv(d: int, channels: int, side: int, hidden: list[int] | None, activation: str, *,
-         norm: Annotated[str, one_of("group", "none")] = "group",
+         norm: Annotated[str, one_of("batch", "group", "none")] = "batch",
          groups: Annotated[int, number(minimum=1, maximum=512)] = GROUPS) -> Built:
     """The common convolutional VAE: 3×3 convolutions of stride 2, each halving the side and
     taking the next width of channels, normalized and activated, down to a map of 4 to 7
     pixels a side, then a linear layer to μ and log σ²; the decoder mirrors it with
     transposed convolutions and a last 3×3 convolution to the image's channels. Depth
-    follows the side; `hidden` the widths. Options: `norm` (GroupNorm, or none: the
-    network before it had any) and `groups` (GroupNorm's, fewer where a width is not a
+    follows the side; `hidden` the widths. Options: `norm` (BatchNorm, GroupNorm, or none:
+    the network before it had any) and `groups` (GroupNorm's, fewer where a width is not a
     multiple)."""
     depth = min(halvings(side), len(hidden or CONV_WIDTHS))
     if depth == 0:

@@ -195,7 +195,7 @@ def checked_checkpoint(checkpoint) -> tuple[dict, dict, int]:
             raise ValueError(f"hparams pixels: must be an integer from 1 to {MAX_WIDTH ** 2}, got {shown(pixels)}")
     options = saved_options(hparams, arch)
     try:
-        expected = {name: tuple(tensor.shape) for name, tensor in built(
+        expected = {name: (tuple(tensor.shape), tensor.dtype) for name, tensor in built(
             d, True, hparams["likelihood"], pixels, hidden, hparams.get("activation", "relu"), arch,
             device="meta", arch_options=options).state_dict().items()}
     except ParamsError as error:
@@ -203,12 +203,13 @@ def checked_checkpoint(checkpoint) -> tuple[dict, dict, int]:
     if set(state) != set(expected):
         raise ValueError(f"its tensors are not those of the model its hparams describe ({len(state)} "
                          f"against {len(expected)})")
-    for name, shape in expected.items():
+    for name, (shape, dtype) in expected.items():  # float32, but a BatchNorm's count of batches
         tensor = state[name]
-        if (not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != shape or tensor.dtype != torch.float32
+        if (not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != shape or tensor.dtype != dtype
                 or not tensor.is_contiguous() or tensor.untyped_storage().nbytes()
                 < (tensor.storage_offset() + tensor.numel()) * tensor.element_size()):
-            raise ValueError(f"{name}: not a float32 tensor of shape {list(shape)} held by its storage")
+            raise ValueError(f"{name}: not a {str(dtype).removeprefix('torch.')} tensor of shape {list(shape)} "
+                             "held by its storage")
     return hparams, state, pixels
 
 

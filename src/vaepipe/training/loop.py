@@ -223,17 +223,20 @@ def check_state(state, run: Run, epoch: int, epochs: int, n_test: int) -> None:
         if not condition:
             raise ValueError(f"its {what} is not what this run saves")
 
-    def tensors(value, shapes, what: str, dtype=None) -> None:
+    def tensors(value, shapes, what: str, dtype=None) -> None:  # dtype: one for all, or a list, one a tensor
         need(isinstance(value, list) and len(value) == len(shapes), what)
-        for tensor, shape in zip(value, shapes):
-            need(isinstance(tensor, torch.Tensor) and tensor.shape == shape and (dtype is None or tensor.dtype == dtype)
+        dtypes = dtype if isinstance(dtype, list) else [dtype] * len(shapes)
+        for tensor, shape, kind in zip(value, shapes, dtypes):
+            need(isinstance(tensor, torch.Tensor) and tensor.shape == shape and (kind is None or tensor.dtype == kind)
                  and (not tensor.is_floating_point() or bool(torch.isfinite(tensor).all())), what)
 
     need(isinstance(state, dict) and state.keys() == {"model", "adam", "rng", "history"}, "layout")
     need(0 < epoch < epochs, "epoch")
     model = run.model.state_dict()
     need(isinstance(state["model"], dict) and state["model"].keys() == model.keys(), "model")
-    tensors([state["model"][k] for k in model], [t.shape for t in model.values()], "model", torch.float32)
+    # float32 weights, and a BatchNorm's running statistics (its count of batches: int64)
+    tensors([state["model"][k] for k in model], [t.shape for t in model.values()], "model",
+            [t.dtype for t in model.values()])
     adam, shapes = state["adam"], [p.shape for p in run.optimizer.params]
     need(isinstance(adam, dict) and adam.keys() == {"exp_avgs", "exp_avg_sqs", "step"}, "optimizer")
     tensors(adam["exp_avgs"], shapes, "optimizer", torch.float32)
