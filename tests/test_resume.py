@@ -311,3 +311,25 @@ def test_a_store_that_cannot_be_written_is_one_line_before_training(prepared, tm
         f"error: the checkpoint store {tmp_path / 'a-file' / 'store'} cannot be written (Not a directory); "
         "set $VAEPIPE_CHECKPOINTS to a folder you may write, or train.checkpoint_every: 0"]
     assert not (repo / "models").exists()
+
+
+def test_a_conv_run_resumes_byte_identical_with_its_batchnorm_statistics(tmp_path):
+    """The conv network's BatchNorm keeps running statistics and an int64 count of batches
+    beside its weights: the checkpoint carries them, its check takes each tensor's own dtype,
+    and the resumed run ends as one never stopped."""
+    mirror = Mirror(write_dataset(tmp_path / "data", train=640, test=200))
+    try:
+        prepared = make_repo(tmp_path / "prepared", mirror.url, epochs=3, arch="conv")
+        for stage in ("download", "normalize"):
+            subprocess.run([sys.executable, f"stages/{stage}.py"], cwd=prepared,
+                           env=env_for(prepared, tmp_path / "unused"), check=True, capture_output=True)
+    finally:
+        mirror.close()
+    whole = copy(prepared, tmp_path / "whole")
+    assert train(whole, tmp_path / "whole-store").returncode == 0
+    repo, store = copy(prepared, tmp_path / "repo"), tmp_path / "store"
+    stopped = train(repo, store, ("SIGTERM", 2 * 10 + 3))  # 640 images in batches of 64: in epoch 3
+    assert stopped.returncode == 130, stopped.stderr
+    resumed = train(repo, store)
+    assert resumed.returncode == 0 and "resuming from the checkpoint of epoch 2 " in resumed.stderr, resumed.stderr
+    assert outputs(repo) == outputs(whole)
