@@ -98,7 +98,9 @@ def conv(d: int, channels: int, side: int, hidden: list[int] | None, activation:
     for n_in, n_out in zip([channels, *widths], widths):
         encoder += [nn.Conv2d(n_in, n_out, 3, stride=2, padding=1), *normalized(n_out, norm, groups), act()]
     encoder += [nn.Flatten(), nn.Linear(widths[-1] * small * small, 2 * d)]
-    decoder: list[nn.Module] = [nn.Linear(d, widths[-1] * small * small), act(),
+    # the code's linear map straight into the first transposed convolution, as the common VAE has
+    # it; with `norm: none`, the network as it was before it had options (its checkpoints load)
+    decoder: list[nn.Module] = [nn.Linear(d, widths[-1] * small * small), *([act()] if norm == "none" else []),
                                 nn.Unflatten(1, (widths[-1], small, small))]
     for n_in, n_out in zip(widths[::-1], [*widths[-2::-1], widths[0]]):
         decoder += [nn.ConvTranspose2d(n_in, n_out, 3, stride=2, padding=1, output_padding=1),
