@@ -169,7 +169,7 @@ class Params:
     epochs: int = number(minimum=1)
     model: str = one_of("vae", "ae")
     hidden: list[int] | None  # the widths of the hidden layers, input side first; null = [d²] (the notes)
-    activation: str = one_of("relu", "tanh", "leaky_relu")
+    activation: str | None = one_of(None, "relu", "tanh", "leaky_relu")  # null: the architecture's own
     arch: str  # the networks' architecture: a name of vaepipe.model.architectures (the train stage checks it)
     arch_options: dict  # that architecture's own options; each declares them (vaepipe.model.architectures)
     data: DataParams
@@ -385,7 +385,7 @@ def _has_type(value, hint) -> bool:
 def _allowed(hint, spec) -> str:
     meta = spec.metadata
     if "choices" in meta:
-        return "one of " + ", ".join(map(str, meta["choices"]))
+        return "one of " + ", ".join("null" if choice is None else str(choice) for choice in meta["choices"])
     kind = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint)
     if kind is None:
         return {list[int]: "a list of epochs", list[int] | None: "null or a list of layer widths",

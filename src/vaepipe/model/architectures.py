@@ -110,6 +110,12 @@ def conv(d: int, channels: int, side: int, hidden: list[int] | None, activation:
 
 
 ARCHITECTURES: dict[str, Callable[..., Built]] = {"mlp": mlp, "conv": conv}
+# `activation: null` is the architecture's own: the notes' ReLU, the common convolutional VAE's LeakyReLU
+OWN_ACTIVATION = {"conv": "leaky_relu"}
+
+
+def activation_of(arch: str, activation: str | None) -> str:
+    return OWN_ACTIVATION.get(arch, "relu") if activation is None else activation
 # what an options-less checkpoint of an architecture was built with, before it had options
 BEFORE_OPTIONS = {"conv": {"norm": "none"}}
 

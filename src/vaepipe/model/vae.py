@@ -11,7 +11,7 @@ import zipfile
 import torch
 from torch import nn
 
-from vaepipe.model.architectures import ACTIVATIONS, ARCHITECTURES, BEFORE_OPTIONS, options_of
+from vaepipe.model.architectures import ACTIVATIONS, ARCHITECTURES, BEFORE_OPTIONS, activation_of, options_of
 from vaepipe.atomic import write_tensors
 from vaepipe.errors import ParamsError, UserError, unreadable
 from vaepipe.layout import PIXELS, image_shape
@@ -28,20 +28,20 @@ class VAE(nn.Module):
     `hidden` and `activation` shape them (Burda et al.'s MLP: [200, 200] tanh)."""
 
     def __init__(self, d: int = 20, variational: bool = True, likelihood: str = "bernoulli",
-                 pixels: int = PIXELS, hidden: list[int] | None = None, activation: str = "relu",
+                 pixels: int = PIXELS, hidden: list[int] | None = None, activation: str | None = "relu",
                  arch: str = "mlp", arch_options: dict | None = None):
         super().__init__()
         self.d = d
         self.pixels = pixels  # channels·side², from the data: 784 for MNIST
         self.variational = variational
         self.likelihood = likelihood  # what the decoder's output parameterises: see `decode`
-        self.activation = activation
         self.arch = arch  # vaepipe.model.architectures: what builds the two networks
         if arch not in ARCHITECTURES:
             raise ValueError(f"arch: {shown(arch)} is not an architecture; there are {', '.join(ARCHITECTURES)}")
+        self.activation = activation_of(arch, activation)  # None: the architecture's own
         self.arch_options = options_of(arch, arch_options)  # every option, defaults included
         self.channels, side = image_shape(pixels)
-        encoder, decoder, self.hidden = ARCHITECTURES[arch](d, self.channels, side, hidden, activation,
+        encoder, decoder, self.hidden = ARCHITECTURES[arch](d, self.channels, side, hidden, self.activation,
                                                             **self.arch_options)
         self.encoder = nn.Sequential(*encoder)
         self.decoder = nn.Sequential(*decoder, nn.Sigmoid())
