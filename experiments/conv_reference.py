@@ -152,11 +152,12 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=10_000, help="tinted: training pictures")
     parser.add_argument("--test", type=int, default=2_000, help="tinted: test pictures")
     parser.add_argument("--mnist", type=Path, default=find_mnist())
-    parser.add_argument("--activation", default="relu", help="the pipeline's (params.yaml's default: relu)")
+    parser.add_argument("--activation", default=None,
+                        help="the pipeline's; by default params.yaml's null, the architecture's own (conv: leaky_relu)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "experiments"))
     print(f"isa={torch.backends.cpu.get_cpu_capability()} threads={torch.get_num_threads()} dataset={args.dataset} "
-          f"epochs={args.epochs} activation={args.activation}", flush=True)
+          f"epochs={args.epochs} activation={args.activation or 'null'}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "clone"
         ours = pipeline_run(folder, args.dataset, args.epochs, {"train": args.train, "test": args.test}, args.mnist,
