@@ -15,26 +15,35 @@ export GIT_AUTHOR_EMAIL="${GIT_AUTHOR_EMAIL:-$(git config user.email || echo "va
 export GIT_COMMITTER_NAME="$GIT_AUTHOR_NAME" GIT_COMMITTER_EMAIL="$GIT_AUTHOR_EMAIL"
 
 # Credentials reach only the commands that use them: taken out of the environment here, given
-# back to git's pushes (and DVC's remote keys to DVC's commands, which read and write the remote).
+# back to git's pushes, and DVC's remote keys to DVC's commands, which read and write the remote.
 git_token="${GIT_TOKEN:-}" git_ssh_key="${GIT_SSH_KEY:-}"
-aws=()
-for name in AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
-  [ -n "${!name:-}" ] && aws+=("$name=${!name}")
-done
+aws_key_id="${AWS_ACCESS_KEY_ID:-}" aws_secret="${AWS_SECRET_ACCESS_KEY:-}"
 unset GIT_TOKEN GIT_SSH_KEY AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 if [ -z "${VAEPIPE_CHECKPOINT_SECRET:-}" ]; then
   echo "warning: no --secret VAEPIPE_CHECKPOINT_SECRET: a machine that replaces this one cannot resume its" \
     "checkpoints and trains from epoch 0" >&2
 fi
+# the keys go in files of a folder only this user may read, removed when the run ends
+private="$(mktemp -d)"
+trap 'rm -rf "$private"' EXIT
+
+# DVC's S3 keys in a credentials file that DVC's commands are pointed at: `dvc exp run --pull`
+# reads the remote between stages, but its stages inherit its environment, which so holds
+# the file's path, never the keys (printf is bash's own: the keys are in no command line)
+remote=()
+if [ -n "$aws_key_id" ]; then
+  printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' "$aws_key_id" "$aws_secret" \
+    >"$private/aws-credentials"
+  remote+=("AWS_SHARED_CREDENTIALS_FILE=$private/aws-credentials")
+fi
+unset aws_key_id aws_secret
 
 # push access: a deploy key for an ssh remote, a token for an https one, for that host alone
 # (read by git from the environment when it asks, so it is in no URL, file or log)
 pushing=()
 if [ -n "$git_ssh_key" ]; then
-  key="$(mktemp)"
-  trap 'rm -f "$key"' EXIT
-  printf '%s\n' "$git_ssh_key" >"$key"
-  pushing+=("GIT_SSH_COMMAND=ssh -i $key -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new")
+  printf '%s\n' "$git_ssh_key" >"$private/ssh-key"
+  pushing+=("GIT_SSH_COMMAND=ssh -i $private/ssh-key -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new")
 fi
 if [ -n "$git_token" ]; then
   url="$(git remote get-url "${GIT_REMOTE:=origin}" 2>/dev/null || true)"
@@ -46,8 +55,8 @@ if [ -n "$git_token" ]; then
     echo "warning: GIT_TOKEN is given only to an https:// git remote; '${GIT_REMOTE}' is not one" >&2
   fi
 fi
-with_push() { env "${pushing[@]}" "${aws[@]}" "$@"; }
-with_remote() { env "${aws[@]}" "$@"; }
+with_push() { env "${pushing[@]}" "${remote[@]}" "$@"; }
+with_remote() { env "${remote[@]}" "$@"; }
 
 # before an hour of training, not after it: can this machine push to the remote?
 if ! with_push git push --dry-run --quiet "${GIT_REMOTE:=origin}" HEAD:refs/exps/vaepipe-push-check 2>/dev/null; then

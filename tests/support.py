@@ -54,6 +54,25 @@ def write_dataset(folder: Path, *, train: int = 600, test: int = 200, seed: int 
     return folder
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_server(server: subprocess.Popen, port: int, what: str, seconds: float = 30) -> None:
+    """Return once `server` accepts connections on 127.0.0.1:port; raise if it ends or never does."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the {what} server did not start") from None
+            time.sleep(0.2)
+
+
 class Mirror:
     """An HTTP server on 127.0.0.1 serving a folder, with faults chosen per file name.
 

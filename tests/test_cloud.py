@@ -1,8 +1,9 @@
 """Beyond one machine (cloud/experiment.yaml, vaepipe.runs.cloud): SkyPilot's own loader accepts
 the task; its set-up and run sections, run here in fresh clones standing for remote
-machines (a local-folder DVC remote, a bare git "origin"), leave an experiment a third clone
-pulls and shows; a machine killed mid-training is replaced by another that resumes from the
-shared checkpoint store and ends with the dvc.lock of a run never stopped."""
+machines (an S3 DVC remote on 127.0.0.1 that checks keys and IAM policies, a bare git
+"origin"), leave an experiment a third clone pulls and shows; a machine killed mid-training is
+replaced by another that resumes from the shared checkpoint store and ends with the dvc.lock of
+a run never stopped. No process but the pushes holds the git token, and none holds the S3 keys."""
 
 from __future__ import annotations
 
@@ -14,17 +15,29 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
-from support import BIN, ROOT, Mirror, dvc, git, make_repo, write_dataset
+from support import BIN, ROOT, Mirror, dvc, free_port, git, make_repo, wait_for_server, write_dataset
 from vaepipe.runs.cloud import experiment_name, grid, launch_command, split_values
 
 TASK = ROOT / "cloud" / "experiment.yaml"
 SKY_PYTHON = ROOT / ".venv-sky" / "bin" / "python"
 SECRET = "ghp_" + secrets.token_hex(18)  # made here: the project copy holds this file too
 CHECKPOINT_SECRET = secrets.token_hex(32)  # the launch's: every machine of a job is given it
+BUCKET = "team-dvc"
+# what docs/cloud.md says the machine's keys need on the DVC remote's bucket, and no more; moto
+# checks a policy against the S3 operation's name where AWS checks the IAM action that covers it
+# (HeadObject is s3:GetObject's, ListObjectsV2 s3:ListBucket's), so each right brings its operations
+DOCUMENTED_RIGHTS = {
+    "s3:GetObject": ["s3:HeadObject"],
+    "s3:PutObject": ["s3:CreateMultipartUpload", "s3:UploadPart", "s3:CompleteMultipartUpload",
+                     "s3:AbortMultipartUpload"],
+    "s3:DeleteObject": ["s3:DeleteObjects"],
+    "s3:ListBucket": ["s3:HeadBucket", "s3:ListObjects", "s3:ListObjectsV2"],
+}
 
 
 def test_skypilots_loader_accepts_the_task():
@@ -91,13 +104,54 @@ TASK_CONFIG = yaml.safe_load(TASK.read_text())
 
 
 @pytest.fixture(scope="module")
-def team(tmp_path_factory):
+def s3():
+    """An S3 server on 127.0.0.1 (moto) that checks every request's signature and its key's IAM
+    policy: the team's bucket, made by an admin, and a machine's keys with the documented rights
+    on that bucket only. Its first 6 requests (the two users' set-up) go unsigned."""
+    import boto3
+
+    port = free_port()
+    server = subprocess.Popen([str(BIN / "python"), "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              env=dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="6"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_server(server, port, "S3")
+    endpoint = f"http://127.0.0.1:{port}"
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                       aws_access_key_id="unsigned", aws_secret_access_key="unsigned")
+
+    def keys(user: str, actions: list[str], resources: list[str]) -> dict:
+        iam.create_user(UserName=user)
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": resources}]}
+        iam.put_user_policy(UserName=user, PolicyName="rights", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+
+    admin = keys("admin", ["s3:*"], ["*"])
+    rights = [name for right, operations in DOCUMENTED_RIGHTS.items() for name in (right, *operations)]
+    machine_keys = keys("machine", rights, [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"])
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id=admin["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=admin["AWS_SECRET_ACCESS_KEY"])
+    client.create_bucket(Bucket=BUCKET)
+
+    def objects() -> list[str]:
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+    yield SimpleNamespace(endpoint=endpoint, keys=machine_keys, objects=objects)
+    server.terminate()
+    server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory, s3):
     """A bare git origin holding the project (set to read a small data set from a mirror on
-    127.0.0.1) and a local-folder DVC remote named in its committed .dvc/config."""
+    127.0.0.1) and the S3 DVC remote named in its committed .dvc/config."""
     root = tmp_path_factory.mktemp("team")
     mirror = Mirror(write_dataset(root / "data", train=4000, test=500))
     user = make_repo(root / "user", mirror.url, epochs=6, train__batch_size=16)
-    dvc(user, "remote", "add", "-d", "shared", str(root / "dvc-remote"))
+    dvc(user, "remote", "add", "-d", "shared", f"s3://{BUCKET}/store")
+    dvc(user, "remote", "modify", "shared", "endpointurl", s3.endpoint)
     git(user, "add", ".dvc/config")
     git(user, "commit", "-q", "-m", "the team's DVC remote")
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(root / "origin.git")], check=True)
@@ -134,18 +188,24 @@ def environments_under(folder: Path) -> list[tuple[bytes, bytes]]:
     return found
 
 
-def section_env(team: Path, **envs) -> dict:
+def section_env(team: Path, s3, **envs) -> dict:
     """The task's envs (as the launch overrides them) and secrets, on a machine with no git
-    identity of its own and the checkpoint bucket mounted at team/bucket."""
+    identity of its own, the checkpoint bucket mounted at team/bucket and its temporary files
+    in team/tmp."""
     env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("GIT_", "PYTHON", "VIRTUAL_ENV", "VAEPIPE_"))}
+           if not key.startswith(("GIT_", "PYTHON", "VIRTUAL_ENV", "VAEPIPE_", "AWS_"))}
     env.update(TASK_CONFIG["envs"], CHECKPOINT_BUCKET="team-ckpt")  # the launch names the bucket (required)
     env.update(TASK_CONFIG["secrets"])
-    home = team / "home"
-    home.mkdir(exist_ok=True)
-    env.update(HOME=str(home), VAEPIPE_CHECKPOINTS=str(team / "bucket"), GIT_TOKEN=SECRET,
-               VAEPIPE_CHECKPOINT_SECRET=CHECKPOINT_SECRET, **envs)
+    for private in ("home", "tmp"):
+        (team / private).mkdir(exist_ok=True)
+    env.update(HOME=str(team / "home"), TMPDIR=str(team / "tmp"), VAEPIPE_CHECKPOINTS=str(team / "bucket"),
+               GIT_TOKEN=SECRET, VAEPIPE_CHECKPOINT_SECRET=CHECKPOINT_SECRET, **s3.keys, **envs)
     return env
+
+
+def files_holding(folder: Path, secret: str) -> list[Path]:
+    return [path for path in folder.rglob("*") if path.is_file() and ".venv" not in path.parts
+            and "node_modules" not in path.parts and secret.encode() in path.read_bytes()]
 
 
 def run_section(folder: Path, section: str, env: dict, **options) -> subprocess.Popen:
@@ -165,18 +225,25 @@ def outs_of(lock: Path) -> dict:
 
 
 @pytest.mark.e2e
-def test_the_task_on_remote_machines_pushes_an_experiment_and_resumes_after_preemption(team):
+def test_the_task_on_remote_machines_pushes_an_experiment_and_resumes_after_preemption(team, s3):
     # one machine runs an experiment to the end: pushed, its outputs and run cache shared
     first = machine(team, "vm1")
-    env = section_env(team, PARAMS="beta=2", EXP_NAME="beta-2")
+    env = section_env(team, s3, PARAMS="beta=2", EXP_NAME="beta-2")
     finished(run_section(first, "setup", env))
     output = finished(run_section(first, "run", env))
-    assert SECRET not in output
-    assert not any(SECRET.encode() in path.read_bytes() for path in first.rglob("*")
-                   if path.is_file() and ".venv" not in path.parts)
+    aws_secret = s3.keys["AWS_SECRET_ACCESS_KEY"]
+    assert SECRET not in output and aws_secret not in output
+    # no file holds a credential: not the checkout, the home, the temporary folder nor the bucket
+    assert not files_holding(team, SECRET) and not files_holding(team, aws_secret)
+    shared = s3.objects()  # by the keys the server checked: outputs and run cache, in the bucket
+    assert any(key.startswith("store/files/md5/") for key in shared)
+    assert any(key.startswith("store/runs/") for key in shared)
 
-    # a teammate's clone pulls it, sees it, restores its outputs, and runs nothing again
+    # a teammate's clone (their own keys, in the DVC config of their clone) pulls it, sees it,
+    # restores its outputs, and runs nothing again
     third = machine(team, "teammate")
+    for option, name in (("access_key_id", "AWS_ACCESS_KEY_ID"), ("secret_access_key", "AWS_SECRET_ACCESS_KEY")):
+        dvc(third, "remote", "modify", "--local", "shared", option, s3.keys[name])
     results = subprocess.run(["make", "cloud-results"], cwd=third, check=True, capture_output=True, text=True,
                              env=dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}"))
     assert "compare/: " in results.stdout  # and on the comparison page, with its figures
@@ -197,7 +264,7 @@ def test_the_task_on_remote_machines_pushes_an_experiment_and_resumes_after_pree
     assert "Running stage" not in rerun.stdout + rerun.stderr, rerun.stdout
 
     # a spot machine is taken back mid-training: every process killed at once
-    env = section_env(team, PARAMS="beta=4", EXP_NAME="beta-4")
+    env = section_env(team, s3, PARAMS="beta=4", EXP_NAME="beta-4")
     preempted = machine(team, "vm2")
     finished(run_section(preempted, "setup", env))
     running = run_section(preempted, "run", env)
@@ -209,11 +276,14 @@ def test_the_task_on_remote_machines_pushes_an_experiment_and_resumes_after_pree
     os.killpg(running.pid, signal.SIGKILL)
     running.communicate()
     # the git credential reaches the pushes only: neither DVC nor the train stage holds it (run.sh's
-    # own shell, which takes it out of its environment, still shows it in /proc as it was started)
+    # own shell, which takes it out of its environment, still shows it in /proc as it was started);
+    # the S3 keys are in no process's environment: DVC is given a credentials file's path
     run = [(command, environ) for command, environ in seen if b"python" in command]
     assert any(b"stages/train.py" in command for command, _ in run), "the train stage was running"
     assert any(b"dvc" in command for command, _ in run), "dvc exp run was running"
     assert not [command for command, environ in run if SECRET.encode() in environ]
+    assert not [command for command, environ in run if aws_secret.encode() in environ + command]
+    assert all(b"AWS_SHARED_CREDENTIALS_FILE=" in environ for command, environ in run if b"dvc" in command)
     assert all(CHECKPOINT_SECRET.encode() in environ for command, environ in run if b"stages/train.py" in command)
     assert len(list(bucket.glob("train-*.pt"))) == 1, "killed after a checkpoint was saved"
 
@@ -233,9 +303,9 @@ def test_the_task_on_remote_machines_pushes_an_experiment_and_resumes_after_pree
 
 
 @pytest.mark.e2e
-def test_a_machine_that_cannot_push_stops_before_training(team):
+def test_a_machine_that_cannot_push_stops_before_training(team, s3):
     folder = machine(team, "no-push")
-    env = section_env(team, GIT_REMOTE="nowhere")
+    env = section_env(team, s3, GIT_REMOTE="nowhere")
     output = finished(run_section(folder, "setup", env))
     process = run_section(folder, "run", env)
     output, _ = process.communicate(timeout=300)

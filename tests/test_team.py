@@ -6,22 +6,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import socket
 import subprocess
-import time
 
 import pytest
 
-from support import BIN, Mirror, dvc, git, make_repo, stage_env, write_dataset
+from support import BIN, Mirror, dvc, free_port, git, make_repo, stage_env, wait_for_server, write_dataset
 from test_pipeline import ran
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +25,7 @@ def webdav(tmp_path_factory):
     server = subprocess.Popen([str(BIN / "wsgidav"), "--host=127.0.0.1", f"--port={port}", f"--root={root}",
                                "--auth=anonymous", "--server=cheroot", "--no-config", "-q"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the WebDAV server did not start") from None
-            time.sleep(0.2)
+    wait_for_server(server, port, "WebDAV")
     yield f"webdav://127.0.0.1:{port}/", root
     server.terminate()
     server.wait(timeout=30)
