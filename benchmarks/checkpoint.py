@@ -25,7 +25,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
-from support import parse_with_mnist  # noqa: E402
+from support import isa, parse_with_mnist  # noqa: E402
 from vaepipe.training.checkpoint import Checkpoints  # noqa: E402
 from vaepipe.fingerprint import machine  # noqa: E402
 from vaepipe.data.idx import read_split  # noqa: E402
@@ -71,7 +71,7 @@ def main() -> None:
     print(f"epoch without checkpoint: median {without:.3f} s ({min(times[False]):.3f}-{max(times[False]):.3f})")
     print(f"epoch with checkpoint:    median {with_:.3f} s ({min(times[True]):.3f}-{max(times[True]):.3f}); "
           f"the save alone: median {statistics.median(saves) * 1000:.1f} ms")
-    print(f"checkpoint_cost={with_ / without:.3f} save_share={statistics.median(saves) / without:.3f}")
+    print(f"checkpoint_cost={with_ / without:.3f} save_share={statistics.median(saves) / without:.3f} isa={isa()}")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,9 @@ import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from support import isa  # noqa: E402
+
 SIDE = 64
 GB = 1 << 30
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -137,7 +140,8 @@ def main() -> None:
         print(f"train (one epoch): {train_s:.0f} s, peak {train_peak / GB:.2f} GB")
     print(f"images={args.images} normalize_peak_gb={normalize_peak / GB:.2f} train_peak_gb={train_peak / GB:.2f} "
           f"split_gb={split / GB:.2f} peak_over_split={max(normalize_peak, train_peak) / split:.2f} "
-          f"normalize_per_10k_s={normalize_s / args.images * 1e4:.1f} train_per_10k_s={train_s / trained * 1e4:.1f}")
+          f"normalize_per_10k_s={normalize_s / args.images * 1e4:.1f} train_per_10k_s={train_s / trained * 1e4:.1f} "
+          f"isa={isa()}")
 
 
 if __name__ == "__main__":

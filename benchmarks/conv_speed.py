@@ -28,6 +28,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_speed import D, data_source, project_epoch, raw_folder, reference_epoch, timed  # noqa: E402
+from support import isa  # noqa: E402  (on the path train_speed sets)
 from vaepipe.data.idx import read_split  # noqa: E402
 from vaepipe.model.vae import VAE  # noqa: E402
 from vaepipe.stage import keep_freed_memory  # noqa: E402
@@ -71,7 +72,7 @@ def main() -> None:
     ratios = [a / b for a, b in zip(times["a"], times["b"])]
     a, b = statistics.median(times["a"]), statistics.median(times["b"])
     print(f"(a) project loop: median {a:.2f} s an epoch; (b) the common way: median {b:.2f} s")
-    print(f"conv_ratio={statistics.median(ratios):.2f} range={min(ratios):.2f}-{max(ratios):.2f}")
+    print(f"conv_ratio={statistics.median(ratios):.2f} range={min(ratios):.2f}-{max(ratios):.2f} isa={isa(device)}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "src"))
-from support import parse_with_mnist  # noqa: E402
+from support import isa, parse_with_mnist  # noqa: E402
 from vaepipe.data.folder import PARALLEL_FROM, read_folder  # noqa: E402
 from vaepipe.data.pngs import write_pngs  # noqa: E402
 
@@ -49,7 +49,7 @@ def main() -> None:
     print(f"{images} images: one process {serial:.1f} s ({serial / images * 1e4:.2f} s per 10 000), "
           f"{cores} workers {parallel:.1f} s ({parallel / images * 1e4:.2f} s per 10 000)")
     print(f"images={images} serial_s={serial:.2f} parallel_s={parallel:.2f} "
-          f"per_10k_s={parallel / images * 1e4:.2f} speedup={serial / parallel:.2f}")
+          f"per_10k_s={parallel / images * 1e4:.2f} speedup={serial / parallel:.2f} isa={isa()}")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
-from support import BIN, make_repo, parse_with_mnist, stage_env  # noqa: E402
+from support import BIN, isa, make_repo, parse_with_mnist, stage_env  # noqa: E402
 
 # runs a command and reports the peak RSS of its whole process tree (Linux propagates it up)
 MEASURE = ("import resource, subprocess, sys\n"
@@ -187,7 +187,7 @@ def main() -> None:
             summary.append(f"ratio_range={min(ratios):.2f}–{max(ratios):.2f}")
     else:
         print("no reference: pass --reference notebook_recipe.py for the ratio")
-    print(" ".join(summary))
+    print(" ".join([*summary, f"isa={isa()}"]))
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
-from support import find_mnist  # noqa: E402
+from support import find_mnist, isa  # noqa: E402
 from vaepipe.stage import keep_freed_memory  # noqa: E402
 from vaepipe.layout import FILES  # noqa: E402
 from vaepipe.data.idx import read_split, write_idx  # noqa: E402
@@ -207,7 +207,7 @@ def main() -> None:
               f"{m['a'] / m['b']:>6.3f} {m['a/c']:>6.2f} {m['a/c range']:>18}")
     final = results[256] if 256 in results else results[args.batch_sizes[-1]]
     print(f"speedup_vs_reference={final['b'] / final['a']:.2f} gemm_ratio={final['a/c']:.2f} "
-          f"isa={torch.backends.cpu.get_cpu_capability() if device.type == 'cpu' else device.type}")
+          f"isa={isa(device)}")
 
 
 if __name__ == "__main__":

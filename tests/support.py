@@ -54,6 +54,16 @@ def write_dataset(folder: Path, *, train: int = 600, test: int = 200, seed: int 
     return folder
 
 
+def isa(device=None) -> str:
+    """What a speed was measured on, printed beside every benchmark's numbers: the instruction
+    set of PyTorch's CPU kernels (AVX2, AVX512, …), or the device's type ("cuda") off the CPU."""
+    import torch
+
+    if device is not None and torch.device(device).type != "cpu":
+        return torch.device(device).type
+    return torch.backends.cpu.get_cpu_capability()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
