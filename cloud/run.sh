@@ -18,14 +18,23 @@ export GIT_COMMITTER_NAME="$GIT_AUTHOR_NAME" GIT_COMMITTER_EMAIL="$GIT_AUTHOR_EM
 # back to git's pushes, and DVC's remote keys to DVC's commands, which read and write the remote.
 git_token="${GIT_TOKEN:-}" git_ssh_key="${GIT_SSH_KEY:-}"
 aws_key_id="${AWS_ACCESS_KEY_ID:-}" aws_secret="${AWS_SECRET_ACCESS_KEY:-}"
-unset GIT_TOKEN GIT_SSH_KEY AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
-if [ -z "${VAEPIPE_CHECKPOINT_SECRET:-}" ]; then
-  echo "warning: no --secret VAEPIPE_CHECKPOINT_SECRET: a machine that replaces this one cannot resume its" \
-    "checkpoints and trains from epoch 0" >&2
-fi
+checkpoint_secret="${VAEPIPE_CHECKPOINT_SECRET:-}"
+unset GIT_TOKEN GIT_SSH_KEY AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY VAEPIPE_CHECKPOINT_SECRET
 # the keys go in files of a folder only this user may read, removed when the run ends
 private="$(mktemp -d)"
 trap 'rm -rf "$private"' EXIT
+
+# the checkpoints' signing key, for the train stage: a file the run is pointed at, so that no
+# stage's environment holds it (the stages that decode your pictures included)
+training=()
+if [ -n "$checkpoint_secret" ]; then
+  printf '%s' "$checkpoint_secret" >"$private/checkpoint-secret"
+  training+=("VAEPIPE_CHECKPOINT_SECRET_FILE=$private/checkpoint-secret")
+else
+  echo "warning: no --secret VAEPIPE_CHECKPOINT_SECRET: a machine that replaces this one cannot resume its" \
+    "checkpoints and trains from epoch 0" >&2
+fi
+unset checkpoint_secret
 
 # DVC's S3 keys in a credentials file that DVC's commands are pointed at: `dvc exp run --pull`
 # reads the remote between stages, but its stages inherit its environment, which so holds
@@ -71,6 +80,6 @@ set -f  # PARAMS' words are values: never globbed
 python -m vaepipe.assign ${PARAMS:-}
 set +f
 
-with_remote dvc exp run --pull --allow-missing ${EXP_NAME:+--name "$EXP_NAME"}
+with_remote "${training[@]}" dvc exp run --pull --allow-missing ${EXP_NAME:+--name "$EXP_NAME"}
 with_push dvc exp push "$GIT_REMOTE"
 with_push make share

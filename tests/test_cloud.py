@@ -234,7 +234,7 @@ def test_the_task_on_remote_machines_pushes_an_experiment_and_resumes_after_pree
     aws_secret = s3.keys["AWS_SECRET_ACCESS_KEY"]
     assert SECRET not in output and aws_secret not in output
     # no file holds a credential: not the checkout, the home, the temporary folder nor the bucket
-    assert not files_holding(team, SECRET) and not files_holding(team, aws_secret)
+    assert not [path for secret in (SECRET, aws_secret, CHECKPOINT_SECRET) for path in files_holding(team, secret)]
     shared = s3.objects()  # by the keys the server checked: outputs and run cache, in the bucket
     assert any(key.startswith("store/files/md5/") for key in shared)
     assert any(key.startswith("store/runs/") for key in shared)
@@ -277,14 +277,16 @@ def test_the_task_on_remote_machines_pushes_an_experiment_and_resumes_after_pree
     running.communicate()
     # the git credential reaches the pushes only: neither DVC nor the train stage holds it (run.sh's
     # own shell, which takes it out of its environment, still shows it in /proc as it was started);
-    # the S3 keys are in no process's environment: DVC is given a credentials file's path
+    # the S3 keys and the checkpoints' key are in no process's environment or command line: DVC
+    # and the train stage are given the paths of files that hold them
     run = [(command, environ) for command, environ in seen if b"python" in command]
     assert any(b"stages/train.py" in command for command, _ in run), "the train stage was running"
     assert any(b"dvc" in command for command, _ in run), "dvc exp run was running"
-    assert not [command for command, environ in run if SECRET.encode() in environ]
-    assert not [command for command, environ in run if aws_secret.encode() in environ + command]
+    for secret in (SECRET, aws_secret, CHECKPOINT_SECRET):
+        assert not [command for command, environ in run if secret.encode() in environ + command]
     assert all(b"AWS_SHARED_CREDENTIALS_FILE=" in environ for command, environ in run if b"dvc" in command)
-    assert all(CHECKPOINT_SECRET.encode() in environ for command, environ in run if b"stages/train.py" in command)
+    assert all(b"VAEPIPE_CHECKPOINT_SECRET_FILE=" in environ for command, environ in run
+               if b"stages/train.py" in command)
     assert len(list(bucket.glob("train-*.pt"))) == 1, "killed after a checkpoint was saved"
 
     # the job comes back on a new machine, which resumes from the bucket
@@ -294,6 +296,8 @@ def test_the_task_on_remote_machines_pushes_an_experiment_and_resumes_after_pree
     resumed = [line for line in output.splitlines() if "resuming from the checkpoint of epoch" in line]
     assert len(resumed) == 1, output
     assert not list(bucket.glob("train-*.pt")), "the finished run removed its checkpoint"
+    # signed and checked with the launch's secret: a key of the machine's own was never made
+    assert not list((team / "home").rglob("checkpoint-secret"))
 
     # the same experiment run here, never stopped, with nothing shared: the same hashes
     reference = machine(team, "reference")

@@ -246,6 +246,29 @@ def test_a_damaged_or_forged_checkpoint_is_set_aside_and_training_starts_over(pr
     assert [p.name for p in store.iterdir()] == [f"{path.name}.damaged"]
 
 
+def test_the_secret_in_a_file_signs_as_in_the_environment(prepared, never_stopped, tmp_path):
+    """cloud/run.sh hands the launch's secret to the train stage as a file, out of every
+    stage's environment: a checkpoint signed under $VAEPIPE_CHECKPOINT_SECRET resumes under
+    $VAEPIPE_CHECKPOINT_SECRET_FILE naming a file that holds it; a file that cannot be read,
+    or holds too short a secret, is one error line and exit 1 before training."""
+    repo, store = copy(prepared, tmp_path / "repo"), tmp_path / "store"
+    assert train(repo, store, ("SIGKILL", 2 * STEPS_PER_EPOCH + 3)).returncode == -signal.SIGKILL
+    key = tmp_path / "checkpoint-secret"
+    for content, message in ((None, "cannot be read (No such file or directory)"),
+                             ("short", "is shorter than 16 characters")):
+        if content is not None:
+            key.write_text(content)
+        result = train(repo, store, env={"VAEPIPE_CHECKPOINT_SECRET": "", "VAEPIPE_CHECKPOINT_SECRET_FILE": str(key)})
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(f"error: the file $VAEPIPE_CHECKPOINT_SECRET_FILE names ({key})") and message in line
+    key.write_text(os.environ["VAEPIPE_CHECKPOINT_SECRET"] + "\n")  # as `echo` writes it
+    result = train(repo, store, env={"VAEPIPE_CHECKPOINT_SECRET": "", "VAEPIPE_CHECKPOINT_SECRET_FILE": str(key)})
+    assert result.returncode == 0, result.stderr
+    assert "resuming from the checkpoint of epoch 2" in result.stderr
+    assert outputs(repo) == never_stopped
+
+
 def test_a_folder_named_like_a_leftover_and_a_second_run_are_no_crash(prepared, never_stopped, tmp_path):
     """A folder where a leftover temporary file would be is removed like one; a second run
     with the same key on the same store, started while the first writes, trains without

@@ -42,6 +42,7 @@ from vaepipe.data.tensorfile import refuse_compressed
 
 STORE = "VAEPIPE_CHECKPOINTS"
 SECRET = "VAEPIPE_CHECKPOINT_SECRET"
+SECRET_FILE = "VAEPIPE_CHECKPOINT_SECRET_FILE"
 FORMAT = 2  # bumped when the saved state's layout changes: an older file is then set aside
 MAGIC = b"vaepipe checkpoint 2\n"  # then the HMAC (32 bytes), then torch.save's archive
 MAC_BYTES = 32
@@ -57,14 +58,24 @@ def store() -> Path:
 
 
 def secret() -> bytes:
-    """The key checkpoints are signed with: $VAEPIPE_CHECKPOINT_SECRET (a cloud run's machines
-    share it as a launch secret), else a random key made once in the user's own config folder
-    ($XDG_CONFIG_HOME or ~/.config, vaepipe/checkpoint-secret, readable by the user alone)."""
-    if os.environ.get(SECRET):
-        if len(os.environ[SECRET]) < 16:
-            raise UserError(f"${SECRET} is shorter than 16 characters; set it to a random value, "
+    """The key checkpoints are signed with: $VAEPIPE_CHECKPOINT_SECRET, or the file that
+    $VAEPIPE_CHECKPOINT_SECRET_FILE names (a cloud run's machines share it as a launch secret,
+    which cloud/run.sh hands over as a file, out of every stage's environment), else a random
+    key made once in the user's own config folder ($XDG_CONFIG_HOME or ~/.config,
+    vaepipe/checkpoint-secret, readable by the user alone)."""
+    given, where = os.environ.get(SECRET), f"${SECRET}"
+    if not given and os.environ.get(SECRET_FILE):
+        where = f"the file ${SECRET_FILE} names ({os.environ[SECRET_FILE]})"
+        try:
+            given = Path(os.environ[SECRET_FILE]).read_text().strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise UserError(f"{where} cannot be read ({getattr(error, 'strerror', None) or error}); "
+                            f"point ${SECRET_FILE} at a file holding the secret") from None
+    if given:
+        if len(given) < 16:
+            raise UserError(f"{where} is shorter than 16 characters; set it to a random value, "
                             "e.g. `openssl rand -hex 32`")
-        return os.environ[SECRET].encode()
+        return given.encode()
     path = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "vaepipe" / "checkpoint-secret"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
