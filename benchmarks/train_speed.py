@@ -12,7 +12,11 @@ line is `speedup_vs_reference=X.XX gemm_ratio=Y.YY isa=…` (batch 256). Uses th
 beside the checkout (or $VAEPIPE_MNIST), else Fashion-MNIST from Debian's package, else
 random pixels.
 
-    python benchmarks/train_speed.py [--repeats 3] [--device cpu|cuda]
+`--profile` then runs one more epoch of (a) under torch.profiler and prints where it goes:
+the matrix products' share, the rest by operation, and the time outside any operation
+(Python and dispatch); the profiler adds a few µs to each call, so shares are approximate.
+
+    python benchmarks/train_speed.py [--repeats 3] [--device cpu|cuda] [--profile]
 """
 
 from __future__ import annotations
@@ -160,6 +164,25 @@ def gemm_bound(batch_size, device):
     return epoch
 
 
+GEMMS = {"aten::mm", "aten::addmm"}
+
+
+def profile_epoch(epoch, top: int = 12) -> None:
+    """Where one epoch of `epoch` goes, by operation: the products against everything else."""
+    from torch.profiler import ProfilerActivity, profile
+
+    start = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        epoch()
+    wall = (time.perf_counter() - start) * 1e6
+    ops = [(event.key, event.self_cpu_time_total, event.count) for event in prof.key_averages()]
+    gemm = sum(spent for key, spent, _ in ops if key in GEMMS)
+    print(f"# profiled epoch of (a): {wall / 1e6:.2f} s; the products (mm, addmm) {gemm / 1e6:.2f} s "
+          f"({gemm / wall:.0%}); outside any operation {(wall - sum(spent for _, spent, _ in ops)) / 1e6:.2f} s")
+    for key, spent, count in sorted((op for op in ops if op[0] not in GEMMS), key=lambda op: -op[1])[:top]:
+        print(f"#   {key:<36}{spent / 1e3:9.1f} ms {spent / wall:6.1%}  {count} calls")
+
+
 def timed(epoch, device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -175,6 +198,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 256])
+    parser.add_argument("--profile", action="store_true", help="then profile one epoch of (a) at the last batch size")
     args = parser.parse_args()
     device = torch.device(args.device)
     keep_freed_memory()  # as every stage does
@@ -200,6 +224,8 @@ def main() -> None:
             ratios = [a / c for a, c in zip(times["a"], times["c"])]
             results[batch_size]["a/c"] = statistics.median(ratios)
             results[batch_size]["a/c range"] = f"{min(ratios):.2f}–{max(ratios):.2f}"
+        if args.profile:
+            profile_epoch(runners["a"])
     print(f"{'batch':>5} {'(a) project s':>14} {'(b) reference s':>16} {'(c) gemm s':>11} "
           f"{'a/b':>6} {'a/c':>6} {'a/c of each round':>18}")
     for batch_size, m in results.items():
