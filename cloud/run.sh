@@ -20,7 +20,8 @@ git_token="${GIT_TOKEN:-}" git_ssh_key="${GIT_SSH_KEY:-}"
 aws_key_id="${AWS_ACCESS_KEY_ID:-}" aws_secret="${AWS_SECRET_ACCESS_KEY:-}"
 checkpoint_secret="${VAEPIPE_CHECKPOINT_SECRET:-}"
 unset GIT_TOKEN GIT_SSH_KEY AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY VAEPIPE_CHECKPOINT_SECRET
-# the keys go in files of a folder only this user may read, removed when the run ends
+# the keys go in files only this user may read (ssh refuses a key others may), in a folder
+# removed when the run ends
 private="$(mktemp -d)"
 trap 'rm -rf "$private"' EXIT
 
@@ -28,7 +29,7 @@ trap 'rm -rf "$private"' EXIT
 # stage's environment holds it (the stages that decode your pictures included)
 training=()
 if [ -n "$checkpoint_secret" ]; then
-  printf '%s' "$checkpoint_secret" >"$private/checkpoint-secret"
+  (umask 077 && printf '%s' "$checkpoint_secret" >"$private/checkpoint-secret")
   training+=("VAEPIPE_CHECKPOINT_SECRET_FILE=$private/checkpoint-secret")
 else
   echo "warning: no --secret VAEPIPE_CHECKPOINT_SECRET: a machine that replaces this one cannot resume its" \
@@ -41,8 +42,8 @@ unset checkpoint_secret
 # the file's path, never the keys (printf is bash's own: the keys are in no command line)
 remote=()
 if [ -n "$aws_key_id" ]; then
-  printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' "$aws_key_id" "$aws_secret" \
-    >"$private/aws-credentials"
+  (umask 077 && printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' "$aws_key_id" \
+    "$aws_secret" >"$private/aws-credentials")
   remote+=("AWS_SHARED_CREDENTIALS_FILE=$private/aws-credentials")
 fi
 unset aws_key_id aws_secret
@@ -51,7 +52,7 @@ unset aws_key_id aws_secret
 # (read by git from the environment when it asks, so it is in no URL, file or log)
 pushing=()
 if [ -n "$git_ssh_key" ]; then
-  printf '%s\n' "$git_ssh_key" >"$private/ssh-key"
+  (umask 077 && printf '%s\n' "$git_ssh_key" >"$private/ssh-key")
   pushing+=("GIT_SSH_COMMAND=ssh -i $private/ssh-key -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new")
 fi
 if [ -n "$git_token" ]; then

@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -288,6 +289,11 @@ def test_the_task_on_remote_machines_pushes_an_experiment_and_resumes_after_pree
     assert all(b"VAEPIPE_CHECKPOINT_SECRET_FILE=" in environ for command, environ in run
                if b"stages/train.py" in command)
     assert len(list(bucket.glob("train-*.pt"))) == 1, "killed after a checkpoint was saved"
+    # the killed run's folder of keys, left behind (a VM taken back loses it with its disk): its own alone
+    (keys,) = [folder for folder in (team / "tmp").iterdir() if (folder / "checkpoint-secret").exists()]
+    assert sorted(path.name for path in keys.iterdir()) == ["aws-credentials", "checkpoint-secret"]
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(path.stat().st_mode) for path in keys.iterdir()} == {0o600}
 
     # the job comes back on a new machine, which resumes from the bucket
     replacement = machine(team, "vm3")
