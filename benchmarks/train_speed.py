@@ -12,7 +12,7 @@ line is `speedup_vs_reference=X.XX gemm_ratio=Y.YY isa=…` (batch 256). Uses th
 beside the checkout (or $VAEPIPE_MNIST), else Fashion-MNIST from Debian's package, else
 random pixels.
 
-`--profile` then runs one more epoch of (a) under torch.profiler and prints where it goes:
+`--profile` then runs one more epoch of (a) at each batch size under torch.profiler and prints where it goes:
 the matrix products' share, the rest by operation, and the time outside any operation
 (Python and dispatch); the profiler adds a few µs to each call, so shares are approximate.
 
@@ -198,7 +198,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 256])
-    parser.add_argument("--profile", action="store_true", help="then profile one epoch of (a) at the last batch size")
+    parser.add_argument("--profile", action="store_true", help="then profile one epoch of (a) at each batch size")
     args = parser.parse_args()
     device = torch.device(args.device)
     keep_freed_memory()  # as every stage does
