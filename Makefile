@@ -14,9 +14,10 @@ BASE ?= main
 
 install: $(INSTALLED) $(RUNTIME) $(PLOTS_PAGE)
 
-$(INSTALLED): pyproject.toml requirements.lock
+$(INSTALLED): pyproject.toml requirements.lock requirements-extras.lock
 	test -x $(BIN)/python || python3 -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -c requirements-extras.lock \
+		-e '.[$(EXTRAS)]'
 	touch $@
 
 # the explorer's runtime for models other than the notes' MLP: onnxruntime-web from npm, as
@@ -33,14 +34,18 @@ $(PLOTS_PAGE): $(INSTALLED) $(RUNTIME) src/vaepipe/runs/plots_page.py
 run: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
 
+# the test files on WORKERS processes (pytest-xdist, a file's tests on one): most of an
+# end-to-end test is single-threaded dvc, git and Python start-up, so 2 take two thirds of the
+# time of 1 on 2 cores
+WORKERS ?= 2
 test: install
 	$(BIN)/ruff check src stages tests benchmarks experiments
-	PATH="$(CURDIR)/$(BIN):$$PATH" pytest --durations=15
+	PATH="$(CURDIR)/$(BIN):$$PATH" pytest -n $(WORKERS) --dist loadfile --durations=15
 
 # the edit-test loop: everything but the end-to-end tests (real dvc and git in temporary repositories)
 test-fast: install
 	$(BIN)/ruff check src stages tests benchmarks experiments
-	PATH="$(CURDIR)/$(BIN):$$PATH" pytest -m "not e2e" --durations=15
+	PATH="$(CURDIR)/$(BIN):$$PATH" pytest -n $(WORKERS) --dist loadfile -m "not e2e" --durations=15
 
 # the whole pipeline REPEATS times between runs of the notebook's recipe: one run's ratio
 # moves by 10-20 % with a shared machine's speed

@@ -6,6 +6,7 @@ checkout. Prints the run's numbers and how well the reconstructions keep each pi
 colours, and saves the explorer, a test picture encoded in it, as docs/explorer-colour.png.
 
     python experiments/colour.py [--mnist FOLDER] [--train 10000] [--test 2000] [--epochs 10]
+                                 [--set train.likelihood=continuous-bernoulli ...]
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=10_000)
     parser.add_argument("--test", type=int, default=2_000)
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a param more, as `dvc exp run -S` takes it (repeatable)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         pictures, folder = Path(tmp) / "pictures", Path(tmp) / "clone"
@@ -75,6 +78,8 @@ def main() -> None:
         params["data"] |= {"dataset": "folder", "path": str(pictures), "side": SIDE, "channels": 3}
         (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+        if args.set:  # as users set a param: comments kept, the value checked
+            subprocess.run([sys.executable, "-m", "vaepipe.assign", *args.set], cwd=folder, env=env, check=True)
         start = time.perf_counter()
         subprocess.run(["dvc", "repro"], cwd=folder, env=env, check=True, stdout=subprocess.DEVNULL)
         print(f"dvc repro: {time.perf_counter() - start:.0f} s")

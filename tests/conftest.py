@@ -1,5 +1,5 @@
 """The pytest fixtures: checkpoints in a folder of the session's, mirrors, work folders,
-the whole MNIST, a browser. Their helpers live in support.py."""
+the whole MNIST, a browser, and `report` for a test's numbers. Their helpers live in support.py."""
 
 from __future__ import annotations
 
@@ -19,6 +19,31 @@ def checkpoint_store(tmp_path_factory):
     user's cache (vaepipe.training.checkpoint)."""
     os.environ["VAEPIPE_CHECKPOINTS"] = str(tmp_path_factory.mktemp("checkpoints"))
     os.environ["VAEPIPE_CHECKPOINT_SECRET"] = secrets.token_hex(32)  # never the user's own key file
+
+
+def pytest_collection_modifyitems(items):
+    """The files with end-to-end tests first (a stable sort keeps each file whole and in
+    order): pytest-xdist hands out files in this order, so the minutes-long ones start at once
+    and the short unit files fill the workers' ends, instead of one worker running the last
+    long file alone."""
+    end_to_end = {item.path for item in items if item.get_closest_marker("e2e")}
+    items.sort(key=lambda item: item.path not in end_to_end)
+
+
+@pytest.fixture
+def report(request):
+    """report(line): a number a test measured, printed in the run's summary; what a test
+    prints is not shown when pytest-xdist's workers run it (`make test`)."""
+    return lambda line: request.node.user_properties.append(("report", line))
+
+
+def pytest_terminal_summary(terminalreporter):
+    lines = [f"{report.nodeid}: {value}" for reports in terminalreporter.stats.values() for report in reports
+             if getattr(report, "when", None) == "call" for name, value in report.user_properties if name == "report"]
+    if lines:
+        terminalreporter.section("what the tests measured")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture

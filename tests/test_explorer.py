@@ -67,7 +67,7 @@ def canvas_grey(page, canvas_id: str, x0: int = 0, width: int = 28) -> np.ndarra
     return np.array(data, dtype=np.float64).reshape(28, width, 4)[:, :, 0]
 
 
-def test_page_loads_without_errors_or_outside_requests(page, served, repo, capsys):
+def test_page_loads_without_errors_or_outside_requests(page, served, repo, report):
     assert page.errors == []
     # the first view: samples, and the first test image beside its reconstruction, before any click
     assert page.evaluate("explorer.picked") == 0 and page.evaluate("Array.from(explorer.z)") == [0] * 6
@@ -75,8 +75,7 @@ def test_page_loads_without_errors_or_outside_requests(page, served, repo, capsy
         assert canvas_grey(page, canvas, 0, width).std() > 0, f"{canvas} is blank at load"
     assert page.requests and all(url.startswith(served) for url in page.requests), page.requests
     ready = page.evaluate("explorer.readyMs")
-    with capsys.disabled():
-        print(f"\nexplorer: page ready {ready:.0f} ms after navigation (a local server)")
+    report(f"page ready {ready:.0f} ms after navigation (a local server)")
     text = page.inner_text("#run")
     run = page.evaluate("explorer.run")
     assert run == json.loads((repo / "explorer/run.json").read_text())
@@ -111,7 +110,7 @@ def test_metrics_and_class_names_are_shown_as_text_never_markup(repo, browser, t
         page.close()
 
 
-def test_sliders_are_sorted_by_kl_and_decode_what_torch_decodes(page, repo, capsys):
+def test_sliders_are_sorted_by_kl_and_decode_what_torch_decodes(page, repo, report):
     run = page.evaluate("explorer.run")
     kls = [dim["kl"] for dim in run["dims"]]
     assert kls == sorted(kls, reverse=True) and len(kls) == run["d"]
@@ -135,9 +134,8 @@ def test_sliders_are_sorted_by_kl_and_decode_what_torch_decodes(page, repo, caps
             times.push(performance.now() - start);
         }
         return times; }""")
-    with capsys.disabled():
-        print(f"\nexplorer: one slider move (decode + redraw): median {statistics.median(times):.3f} ms, "
-              f"95th percentile {sorted(times)[189]:.3f} ms over 200 moves")
+    report(f"one slider move (decode + redraw): median {statistics.median(times):.3f} ms, "
+           f"95th percentile {sorted(times)[189]:.3f} ms over 200 moves")
 
 
 def test_a_drawn_digit_is_encoded_as_torch_encodes_it(page, repo):

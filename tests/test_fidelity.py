@@ -28,7 +28,7 @@ def within(value: float, low: float, high: float) -> bool:
     return low * (1 - SLACK) <= value <= high * (1 + SLACK)
 
 
-def test_default_pipeline_on_full_mnist_lands_on_the_notebooks_numbers(mnist, tmp_path, capsys, monkeypatch):
+def test_default_pipeline_on_full_mnist_lands_on_the_notebooks_numbers(mnist, tmp_path, report, monkeypatch):
     # params.yaml exactly as committed: the official files come from the local copy through
     # $VAEPIPE_MIRROR, checked against the official checksums
     monkeypatch.setenv("VAEPIPE_MIRROR", str(mnist))
@@ -41,11 +41,10 @@ def test_default_pipeline_on_full_mnist_lands_on_the_notebooks_numbers(mnist, tm
     train_loss = json.loads((repo / "metrics/train.json").read_text())["train"]["loss"]
     accuracy = json.loads((repo / "metrics/classifier.json").read_text())["classifier"]["accuracy"]
     evaluation = json.loads((repo / "metrics/eval.json").read_text())
-    with capsys.disabled():
-        print(f"\nfull MNIST, epoch 10: test loss {test_loss:.2f} (published 97.8–98.9), "
-              f"train loss {train_loss:.2f} (published 107.8–108.1), classifier accuracy "
-              f"{accuracy:.4f}; test.iw_nll {evaluation['test']['iw_nll']:.2f}, "
-              f"samples.fd {evaluation['samples']['fd']:.2f}")
+    report(f"full MNIST, epoch 10: test loss {test_loss:.2f} (published 97.8–98.9), "
+           f"train loss {train_loss:.2f} (published 107.8–108.1), classifier accuracy "
+           f"{accuracy:.4f}; test.iw_nll {evaluation['test']['iw_nll']:.2f}, "
+           f"samples.fd {evaluation['samples']['fd']:.2f}")
     assert within(test_loss, *PUBLISHED["test_loss"]), test_loss
     assert within(train_loss, *PUBLISHED["train_loss"]), train_loss
     assert accuracy >= 0.98
@@ -62,15 +61,13 @@ def test_default_pipeline_on_full_mnist_lands_on_the_notebooks_numbers(mnist, tm
                     for root in (repo, ROOT))
     assert ours.keys() == theirs.keys()
     if here == record:
-        with capsys.disabled():
-            print(f"this machine is the record's ({record['isa']}, {record['threads']} threads): checking bits")
+        report(f"this machine is the record's ({record['isa']}, {record['threads']} threads): checking bits")
         assert ours == theirs
         assert outs(made) == outs(committed)
         return
     spread = json.loads((ROOT / "docs/spread.json").read_text())["metrics"]
-    with capsys.disabled():
-        print(f"another machine than the record's ({'; '.join(differences(here, record))}): checking that every "
-              f"metric lies within {SPREADS} standard deviations of the seeds' spread of the record's")
+    report(f"another machine than the record's ({'; '.join(differences(here, record))}): checking that every "
+           f"metric lies within {SPREADS} standard deviations of the seeds' spread of the record's")
     for key, value in ours.items():
         if isinstance(value, str):  # test.likelihood
             assert value == theirs[key], key

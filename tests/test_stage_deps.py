@@ -1,15 +1,19 @@
 """Every stage lists, as its deps in dvc.yaml, exactly the project code it runs: its script,
 every module of `vaepipe` its imports reach (at any depth, those inside functions too), and
 requirements.lock (the packages' versions shape the bits). So editing any of them re-runs
-the stage, locally and for the shared run cache, and the list cannot drift."""
+the stage, locally and for the shared run cache, and the list cannot drift. requirements.lock
+holds exactly the packages the stages run; the extras' are in requirements-extras.lock."""
 
 from __future__ import annotations
 
 import ast
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from support import ROOT
 
@@ -83,3 +87,37 @@ def test_train_lists_every_train_param_but_how_it_checkpoints():
     listed = {name for name in STAGES["train"]["params"] if name.startswith("train")}
     unkeyed = {"train.checkpoint_every", "train.resume_across_machines"}
     assert listed == {f"train.{field}" for field in TrainParams.__dataclass_fields__} - unkeyed
+
+
+def pins(path: Path) -> dict[str, str]:
+    """A constraints file's package names (normalised) and versions."""
+    return {canonicalize_name(line.partition("==")[0]): line.partition("==")[2]
+            for line in path.read_text().splitlines() if line and not line.startswith("#")}
+
+
+def dependency_closure(name: str) -> set[str]:
+    """The installed packages `name` needs without its extras, at any depth (with the extras
+    its own dependencies ask for), as this machine's environment markers select them."""
+    seen, todo = set(), [(requirement, "") for requirement in metadata.requires(name)]
+    while todo:
+        text, extra = todo.pop()
+        requirement = Requirement(text)
+        if requirement.marker and not requirement.marker.evaluate({"extra": extra}):
+            continue
+        for wanted in requirement.extras or {""}:
+            if (canonicalize_name(requirement.name), wanted) not in seen:
+                seen.add((canonicalize_name(requirement.name), wanted))
+                todo += [(text, wanted) for text in metadata.requires(requirement.name) or []]
+    return {package for package, _ in seen}
+
+
+def test_requirements_lock_pins_exactly_what_the_stages_run():
+    """requirements.lock, every stage's dep, pins vaepipe's dependencies and all they pull in;
+    the extras' packages (tests, remotes, cloud) are in requirements-extras.lock, which no
+    stage lists, so bumping a test tool re-runs nothing and keeps every cached run."""
+    runtime, extras = pins(ROOT / "requirements.lock"), pins(ROOT / "requirements-extras.lock")
+    assert set(runtime) == dependency_closure("vaepipe")
+    assert not set(runtime) & set(extras)
+    for package, version in runtime.items():  # what `make install` installed is what is pinned
+        assert metadata.version(package) == version, package
+    assert all("requirements-extras.lock" not in stage["deps"] for stage in STAGES.values())
