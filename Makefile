@@ -35,8 +35,7 @@ run: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
 
 # the test files on WORKERS processes (pytest-xdist, a file's tests on one): most of an
-# end-to-end test is single-threaded dvc, git and Python start-up, so 2 take two thirds of the
-# time of 1 on 2 cores
+# end-to-end test is single-threaded dvc, git and Python start-up, which two processes overlap
 WORKERS ?= 2
 test: install
 	$(BIN)/ruff check src stages tests benchmarks experiments
